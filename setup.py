@@ -1,0 +1,62 @@
+"""tdm_control: ament_python package (colcon build) that also installs with `pip install -e .`."""
+
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "tdm_control"
+
+# The one place where dependency versions are pinned. ROS 2 (rclpy, launch) comes from a
+# sourced workspace, not from pip; without it the nodes use the embedded DDS transport.
+RUNTIME = [
+    "numpy>=1.26,<3",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+    "mujoco==3.17.0",  # 4.x breaks dm_control 1.0.50 ('MjModel' has no attribute 'flex_vertedge')
+    "dm_control==1.0.50",
+    "matplotlib>=3.8",
+]
+EXTRAS = {
+    # CPU inference; `gpu` swaps in the CUDA build (both install the module `onnxruntime`,
+    # so an environment holds one of them).
+    "cpu": ["onnxruntime==1.31.1"],
+    "gpu": ["onnxruntime-gpu==1.31.1"],
+    "train": ["torch==2.13.0", "onnx==1.23.2", "onnxscript==0.7.2", "tensorboard>=2.15"],
+    "ros": ["cyclonedds==11.0.1"],
+    "dev": ["pytest>=8", "rosbags==0.11.9"],
+}
+
+
+def data_files():
+    files = [
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ]
+    for folder in ("launch", "config", "models"):
+        paths = sorted(p for p in glob.glob(f"{folder}/*") if os.path.isfile(p))
+        if paths:
+            files.append((f"share/{PACKAGE}/{folder}", paths))
+    return files
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Model predictive control with a transformer dynamics model, for ROS 2 and MuJoCo",
+    packages=find_packages(include=["tdm_control", "tdm_control.*", "sim_bridge", "sim_bridge.*",
+                                    "training", "training.*"]),
+    data_files=data_files(),
+    python_requires=">=3.10",
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+    zip_safe=True,
+    maintainer="tdm_control maintainers",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "tdm-control = tdm_control.cli:main",
+        ],
+    },
+)

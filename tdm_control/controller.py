@@ -1,0 +1,62 @@
+"""Joint state in, torque out: the planning loop's core, shared by evaluation and the planner node."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tdm_control.history import History
+from tdm_control.planning.base import PlanInfo, Planner
+from tdm_control.tasks import Task
+
+
+class Controller:
+    """Turns joint states into torque commands through a task and a planner.
+
+    It builds the task observation, keeps the episode history the dynamics model
+    conditions on (the reward of each step is the task reward of the observation
+    it reached), plans, and converts the action to joint torques.
+    """
+
+    def __init__(self, task: Task, planner: Planner, history_steps: int | None = None) -> None:
+        self.task = task
+        self.planner = planner
+        steps = planner.dynamics.history_steps if history_steps is None else history_steps
+        self.history = History(steps)
+        self._previous_action: np.ndarray | None = None
+        self.last_latency = 0.0
+        """Seconds the last `act` spent planning."""
+
+    def reset(self) -> None:
+        """Starts a new episode."""
+        self.history.clear()
+        self.planner.reset()
+        self._previous_action = None
+
+    @property
+    def last_plan(self) -> PlanInfo | None:
+        return self.planner.last
+
+    def act(self, positions: np.ndarray, velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Plans one step.
+
+        Args:
+          positions: (J,) joint positions in `task.joint_names` order (m or rad).
+          velocities: (J,) joint velocities (m/s or rad/s).
+
+        Returns:
+          action (m,) in [-1, 1] and torque (m,) in N·m (N for slide joints).
+        """
+        obs = self.task.observation(positions, velocities)  # (n,)
+        if self._previous_action is None:
+            reward = 0.0
+        else:
+            reward = float(self.task.reward(obs, self._previous_action))
+        self.history.current_reward = reward
+        start = time.perf_counter()
+        action = np.clip(self.planner.plan(obs, self.history), -1.0, 1.0)  # (m,)
+        self.last_latency = time.perf_counter() - start
+        self.history.append(obs, reward, action)
+        self._previous_action = action
+        return action, self.task.action_to_torque(action)

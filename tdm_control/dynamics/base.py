@@ -1,0 +1,37 @@
+"""The one call every dynamics model answers, so every planner works with every model."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from tdm_control.history import History
+
+
+class Dynamics(abc.ABC):
+    """Predicts where K candidate action sequences lead from the current observation."""
+
+    name: str = "dynamics"
+    history_steps: int = 0
+    """Past steps the model conditions on; 0 for a Markov model."""
+
+    @abc.abstractmethod
+    def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rolls K action sequences forward from `obs`.
+
+        Args:
+          history: the episode's past steps (may be empty).
+          obs: (n,) the current observation o_t.
+          actions: (K, N, m) candidate actions a_t .. a_{t+N-1}, in [-1, 1].
+
+        Returns:
+          pred_obs (K, N, n): o_{t+1} .. o_{t+N};
+          pred_reward (K, N): the reward received on arriving at each of them.
+        """
+
+    def reset(self) -> None:
+        """Forgets anything cached for the current episode."""
+
+    def close(self) -> None:
+        """Releases threads, sessions or files."""

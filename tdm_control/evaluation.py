@@ -1,0 +1,132 @@
+"""Closed-loop evaluation: full episodes of MPC on the simulator, with returns and planning latency."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from sim_bridge.simulator import Simulator
+from tdm_control.config import ConfigError
+from tdm_control.controller import Controller
+from tdm_control.dynamics import make_dynamics
+from tdm_control.planning import ObservationReward, PredictedReward, make_planner, planner_config
+from tdm_control.tasks import make_task
+
+OBJECTIVES = ("observation", "predicted")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    task: str = "cartpole_swingup"
+    """Registered task name."""
+    model: str = "mujoco"
+    """Dynamics model: 'mujoco' (ground truth) or a path to an exported .onnx model."""
+    planner: str = "random_shooting"
+    """Registered planner name."""
+    planner_params: dict = dataclasses.field(default_factory=dict)
+    """Planner config keys (samples, horizon, ...)."""
+    objective: str = "observation"
+    """'observation': task reward of predicted observations; 'predicted': the model's reward predictions."""
+    episodes: int = 4
+    """Episodes to run; episode i starts from the initial state drawn with seed + i."""
+    steps: int | None = None
+    """Control steps per episode; None for the task's full episode (1000)."""
+    seed: int = 0
+    """Seeds the initial states and the planner's noise."""
+
+
+def episode_rng(seed: int, episode: int) -> np.random.Generator:
+    """The planner's generator for one episode, independent across episodes."""
+    return np.random.default_rng([seed, episode])
+
+
+def summarize(returns: list[float], latencies: np.ndarray) -> dict[str, Any]:
+    """Mean return with a 68% interval (mean ± one standard error) and latency percentiles (s)."""
+    r = np.asarray(returns, dtype=np.float64)
+    sem = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0
+    return {
+        "mean_return": float(r.mean()),
+        "return_interval_68": [float(r.mean() - sem), float(r.mean() + sem)],
+        "returns": r.tolist(),
+        "latency_median_s": float(np.median(latencies)) if latencies.size else 0.0,
+        "latency_p95_s": float(np.percentile(latencies, 95)) if latencies.size else 0.0,
+    }
+
+
+def run_episode(simulator: Simulator, controller: Controller, steps: int,
+                progress: tqdm | None = None) -> tuple[float, np.ndarray]:
+    """Runs one episode from a fresh initial state.
+
+    Returns:
+      the episode return and the planning latency of every step (steps,) in s.
+    """
+    simulator.reset()
+    controller.reset()
+    latencies = np.empty(steps)
+    for t in range(steps):
+        positions, velocities, _ = simulator.joint_state()
+        _, torque = controller.act(positions, velocities)
+        simulator.step(torque)
+        latencies[t] = controller.last_latency
+        if progress is not None:
+            progress.update(1)
+            if t % 20 == 0:
+                progress.set_postfix(ret=f"{simulator.episode_return:.1f}")
+    return simulator.episode_return, latencies
+
+
+def build_controller(config: EvalConfig, task, episode: int) -> Controller:
+    """The controller for one episode: model, objective and a planner seeded for that episode."""
+    if config.objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {config.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+    dynamics = make_dynamics(config.model, task)
+    objective = ObservationReward(task.reward) if config.objective == "observation" else PredictedReward()
+    planner = make_planner(config.planner, dynamics, objective, task.action_size,
+                           episode_rng(config.seed, episode), config.planner_params)
+    return Controller(task, planner)
+
+
+def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Runs `config.episodes` full episodes and returns a JSON-serialisable result."""
+    task = make_task(config.task)
+    planner_config(config.planner, config.planner_params)  # fail before any work
+    steps = config.steps or task.episode_steps
+    returns, latencies = [], []
+    started = time.time()
+    with tqdm(total=steps * config.episodes, disable=not show_progress, unit="step",
+              desc=f"{config.task} {config.planner}") as bar:
+        for episode in range(config.episodes):
+            controller = build_controller(config, task, episode)
+            simulator = Simulator(task, seed=config.seed + episode)
+            try:
+                episode_return, lat = run_episode(simulator, controller, steps, bar)
+            finally:
+                controller.planner.dynamics.close()
+            returns.append(episode_return)
+            latencies.append(lat)
+            bar.write(f"episode {episode}: return {episode_return:.1f}")
+    result = {
+        "config": dataclasses.asdict(config),
+        "planner_config": dataclasses.asdict(planner_config(config.planner, config.planner_params)),
+        "steps": steps,
+        **summarize(returns, np.concatenate(latencies)),
+        "wall_time_s": time.time() - started,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count()},
+    }
+    return result
+
+
+def write_result(result: dict[str, Any], path: str) -> None:
+    """Writes a result as indented JSON, creating the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
