@@ -57,6 +57,7 @@ setup(
     entry_points={
         "console_scripts": [
             "tdm-control = tdm_control.cli:main",
+            "tdm-train = training.cli:main",
         ],
     },
 )

@@ -1,0 +1,103 @@
+"""The transformer dynamics model at run time: an exported ONNX file in ONNX Runtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from tdm_control import model_metadata
+from tdm_control.config import ConfigError
+from tdm_control.dynamics.base import Dynamics
+from tdm_control.dynamics.tdm_decoder import TDMDecoder
+from tdm_control.history import History
+from tdm_control.tasks import Task
+from tdm_control.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError("ONNX Runtime is needed to run an exported model: pip install -e '.[cpu]' "
+                          "(or '.[gpu]' for CUDA)") from e
+    return onnxruntime
+
+
+def make_session(path: str, device: str = "auto", threads: int = 0):
+    """An InferenceSession on CUDA when usable (device 'auto' or 'cuda'), else on CPU.
+
+    onnxruntime-gpu falls back to CPU without a word when CUDA libraries are
+    missing, so the providers actually in use are read back, logged, and, when
+    'cuda' was asked for explicitly, checked.
+    """
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    ort = _import_onnxruntime()
+    if not os.path.isfile(path):
+        raise ConfigError(f"model file {path} does not exist")
+    available = ort.get_available_providers()
+    wants_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
+    providers = (["CUDAExecutionProvider"] if wants_cuda else []) + ["CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(path, options, providers=providers)
+    except Exception as e:  # ORT raises its own exception types for unreadable files
+        raise ConfigError(f"{path} is not a loadable ONNX model: {e}") from None
+    in_use = session.get_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in in_use:
+        raise ConfigError(f"device 'cuda' was asked for but ONNX Runtime runs {path} on {in_use}: "
+                          f"install onnxruntime-gpu with matching CUDA/cuDNN libraries, or use device 'cpu'")
+    log.info("ONNX Runtime %s runs %s on %s (available: %s)", ort.__version__, path, in_use, available)
+    return session
+
+
+class OnnxTDM(Dynamics):
+    """Answers `Dynamics.rollout` with an exported transformer dynamics model.
+
+    At load, the model's metadata is checked against the task (task name,
+    observation and action sizes and layout, joint names, control timestep);
+    any difference is a ConfigError naming it. Rollouts decode observation and
+    reward tokens greedily for all K candidates at once, conditioned on the
+    episode history that fits the model's context window.
+    """
+
+    name = "tdm"
+
+    def __init__(self, path: str, task: Task, device: str = "auto", threads: int = 0) -> None:
+        self.path = path
+        self.task = task
+        self.session = make_session(path, device, threads)
+        meta_props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = model_metadata.decode(meta_props.get(model_metadata.METADATA_KEY), path)
+        model_metadata.check_task(self.metadata, task.describe(), path)
+        tok = self.metadata["tokenizer"]
+        self.tokenizer = Tokenizer(tok["observation_size"], tok["action_size"], mu=tok["mu"],
+                                   max_value=tok["max_value"], bins=tok["bins"])
+        config = self.metadata["model_config"]
+        self.providers = self.session.get_providers()
+        self.decoder = TDMDecoder(self._run, self.tokenizer, config["context_tokens"], config["n_layers"],
+                                  config["n_heads"], config["d_model"] // config["n_heads"])
+        self.history_steps = self.decoder.history_steps
+
+    def _run(self, feeds: dict[str, np.ndarray]):
+        return self.session.run(None, feeds)
+
+    def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray):
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 3 or actions.shape[2] != self.task.action_size:
+            raise ValueError(f"actions must be (K, N, {self.task.action_size}), got {actions.shape}")
+        obs_tokens, reward_tokens = self.decoder.rollout(history, obs, actions)
+        return self.tokenizer.decode(obs_tokens), self.tokenizer.decode(reward_tokens)
+
+    def propose(self, history: History, obs: np.ndarray) -> np.ndarray:
+        """The model's behaviour-cloning action (m,) in [-1, 1] at the current step."""
+        return np.clip(self.tokenizer.decode(self.decoder.propose(history, obs)), -1.0, 1.0)

@@ -1,0 +1,118 @@
+"""Data collection, the training loop (loss falls, resume, DDP) on a tiny generated dataset."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tdm_control.tokenizer import Role, Tokenizer
+from training.collect import collect
+from training.dataset import load_dataset, read_metadata, tokenize_episode
+from training.train import CHECKPOINT, evaluate_loss, load_checkpoint, prepare_data, train
+
+
+def test_dataset_records_task_layout_and_policy(tiny_pipeline, tasks):
+    pipeline, _ = tiny_pipeline
+    meta, episodes = load_dataset(pipeline.data_dir)
+    task = tasks["cartpole_swingup"]
+    assert meta["task"]["joint_names"] == list(task.joint_names)
+    assert meta["task"]["observation_layout"] == [["position", 3], ["velocity", 2]]
+    assert meta["task"]["control_timestep"] == 0.01
+    assert meta["collect"]["planner"] == "warm_start" and len(meta["collect"]["mixes"]) == 3
+    assert len(episodes) == 6
+    for e in episodes:
+        assert e.observations.shape == (121, 5) and e.actions.shape == (120, 1) and e.rewards.shape == (121,)
+        assert e.rewards[0] == 0.0 and np.all((e.rewards >= 0) & (e.rewards <= 1))
+        assert np.all(np.abs(e.actions) <= 1) and set(np.unique(e.policy)) <= {0, 1}
+        # The recorded observations are the task's observations of the simulator's states.
+        assert np.all(np.abs(e.observations[:, 1] ** 2 + e.observations[:, 2] ** 2 - 1) < 1e-9)
+    # Both behaviours appear in the data.
+    assert {0, 1} <= set(np.concatenate([e.policy for e in episodes]).tolist())
+
+
+def test_collection_appends_and_refuses_another_policy(tiny_pipeline, tmp_path):
+    pipeline, _ = tiny_pipeline
+    folder = str(tmp_path / "data")
+    config = dataclasses.replace(pipeline.collect_config(), episodes=1, steps=30)
+    assert collect(config, folder, show_progress=False) == [0]
+    first = load_dataset(folder)[1][0]
+    assert collect(dataclasses.replace(config, episodes=2), folder, show_progress=False) == [1]
+    assert collect(dataclasses.replace(config, episodes=2), folder, show_progress=False) == []
+    again = load_dataset(folder)[1][0]
+    np.testing.assert_array_equal(first.observations, again.observations)  # kept, not redrawn
+    with pytest.raises(ValueError, match="another task or data policy"):
+        collect(dataclasses.replace(config, segment_steps=7), folder, show_progress=False)
+    assert read_metadata(folder)["collect"]["segment_steps"] == 20
+
+
+def test_loss_masks_select_dynamics_and_imitation_targets(tiny_pipeline):
+    pipeline, _ = tiny_pipeline
+    _, episodes = load_dataset(pipeline.data_dir)
+    tok = Tokenizer(5, 1)
+    e = episodes[0]
+    t = tokenize_episode(tok, e, {0: 0.0, 1: 1.0})
+    roles = tok.roles()[t.local]
+    assert len(t.tokens) == len(e) * 8 + 6
+    assert np.all(t.weight[(roles == Role.OBSERVATION) | (roles == Role.REWARD)] == 1.0)
+    assert np.all(t.weight[roles == Role.SEPARATOR] == 0.0)
+    action_weights = t.weight[roles == Role.ACTION]
+    np.testing.assert_array_equal(action_weights, (e.policy == 1).astype(np.float32))
+
+
+def test_a_tiny_model_learns(tiny_model):
+    pipeline, _, _ = tiny_model
+    checkpoint = load_checkpoint(os.path.join(pipeline.run_dir, CHECKPOINT))
+    from training.model import TDM
+
+    data = prepare_data(pipeline.data_dir, pipeline.train_config(), pipeline.model_config())
+    torch.manual_seed(0)
+    untrained = evaluate_loss(TDM(pipeline.model_config()), data.validation, data.tokenizer, torch.device("cpu"))
+    trained = checkpoint["metrics"]
+    assert checkpoint["step"] == 40
+    assert untrained["loss"] > 6.5  # about ln(1025): uniform guesses
+    assert trained["val_loss"] < untrained["loss"] - 0.4  # well beyond noise: 0.7 nats seen
+    assert checkpoint["tokenizer"]["bins"] == 1024 and checkpoint["model_config"]["context_tokens"] == 24
+
+
+def test_resume_continues_the_same_run(tiny_pipeline, tmp_path):
+    pipeline, _ = tiny_pipeline
+    model_config = pipeline.model_config()
+    config = dataclasses.replace(pipeline.train_config(), max_steps=12, eval_every=6, checkpoint_every=6)
+    straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+    train(pipeline.data_dir, straight, model_config, config, show_progress=False)
+    train(pipeline.data_dir, interrupted, model_config, config, show_progress=False, stop_after=5)
+    assert load_checkpoint(os.path.join(interrupted, CHECKPOINT))["step"] == 5
+    train(pipeline.data_dir, interrupted, model_config, config, show_progress=False)
+    a = load_checkpoint(os.path.join(straight, CHECKPOINT))
+    b = load_checkpoint(os.path.join(interrupted, CHECKPOINT))
+    assert a["step"] == b["step"] == 12
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    # A different schedule must not silently continue this run.
+    with pytest.raises(ValueError, match="another schedule"):
+        train(pipeline.data_dir, interrupted, model_config, dataclasses.replace(config, learning_rate=0.1),
+              show_progress=False)
+
+
+def test_data_parallel_training_with_two_processes(tiny_pipeline, tmp_path):
+    pipeline, config_path = tiny_pipeline
+    text = open(config_path).read().replace(pipeline.run_dir, str(tmp_path / "ddp"))
+    ddp_config = tmp_path / "ddp.yaml"
+    ddp_config.write_text(text)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "training.cli", "fit", "--config", str(ddp_config), "--max-steps", "20", "--no-progress"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = load_checkpoint(str(tmp_path / "ddp" / CHECKPOINT))
+    assert checkpoint["world_size"] == 2 and checkpoint["step"] == 20
+    assert checkpoint["metrics"]["val_loss"] < 6.5
+    printed = [line for line in result.stdout.splitlines() if line.startswith("trained:")]
+    assert len(printed) == 1  # rank 0 alone reports
+    assert json.loads(printed[0][len("trained:"):])["step"] == 20

@@ -1,0 +1,82 @@
+"""`tdm-train`: collect data, fit the TDM, export it to ONNX, from one YAML config.
+
+    tdm-train all     --config config/training/cartpole_swingup.yaml   # the three stages below
+    tdm-train collect --config ... [--episodes N]
+    tdm-train fit     --config ... [--max-steps N]
+    tdm-train export  --config ... [--out models/x.onnx]
+
+Data-parallel training: torchrun --nproc_per_node 2 -m training.cli fit --config ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from tdm_control.config import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tdm-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in [("collect", "collect episodes into the dataset folder"),
+                       ("fit", "train (or resume) the TDM"),
+                       ("export", "export the trained TDM to ONNX with a parity check"),
+                       ("all", "collect, fit and export")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", required=True, help="pipeline YAML, e.g. config/training/cartpole_swingup.yaml")
+        p.add_argument("--no-progress", action="store_true")
+        if name in ("collect", "all"):
+            p.add_argument("--episodes", type=int, help="override collect.episodes")
+            p.add_argument("--workers", type=int, help="override collect.workers")
+        if name in ("fit", "all"):
+            p.add_argument("--max-steps", type=int, help="override train.max_steps")
+        if name in ("export", "all"):
+            p.add_argument("--out", help="override model_path")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.pipeline import load_pipeline
+
+    pipeline = load_pipeline(args.config)
+    progress = not args.no_progress
+    if args.command in ("collect", "all"):
+        from training.collect import collect
+
+        overrides = {k: v for k, v in (("episodes", args.episodes), ("workers", args.workers)) if v is not None}
+        done = collect(pipeline.collect_config(**overrides), pipeline.data_dir, show_progress=progress)
+        print(f"collected {len(done)} new episodes into {pipeline.data_dir}")
+    if args.command in ("fit", "all"):
+        from training.train import train
+
+        overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
+        metrics = train(pipeline.data_dir, pipeline.run_dir, pipeline.model_config(),
+                        pipeline.train_config(**overrides), show_progress=progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print("trained:", json.dumps(metrics))
+    if args.command in ("export", "all") and int(os.environ.get("RANK", "0")) == 0:
+        from training.export import export
+        from training.train import CHECKPOINT
+
+        report = export(os.path.join(pipeline.run_dir, CHECKPOINT), args.out or pipeline.model_path,
+                        pipeline.export_config())
+        print("exported:", json.dumps(report))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"tdm-train: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

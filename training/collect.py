@@ -1,0 +1,195 @@
+"""Collects training episodes from a dm_control task with a documented data policy.
+
+The paper trained on expert data and notes that random-shooting MPC then
+queries the model far from it. So episodes here mix two behaviours, segment by
+segment:
+
+* `mpc`: the ground-truth MuJoCo model driving a warm-started random-shooting
+  planner (near-expert), its actions perturbed by Gaussian noise;
+* `brownian`: a fresh Brownian walk of the kind the planner samples (drift 0,
+  variance 2 over the segment, first action uniform in the box).
+
+An episode draws one *mix* (its share of MPC segments and its action noise),
+then each segment picks its behaviour. MPC segments bring the robot to the
+states a good controller visits; Brownian segments from there cover what the
+planner will ask the model about.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from sim_bridge.simulator import Simulator
+from tdm_control.config import check, from_dict
+from tdm_control.dynamics.mujoco_model import MujocoDynamics
+from tdm_control.history import History
+from tdm_control.planning import ObservationReward, make_planner, planner_config
+from tdm_control.planning.noise import brownian_noise
+from tdm_control.tasks import make_task
+from training.dataset import (FORMAT, POLICIES, VERSION, Episode, existing_episodes, read_metadata,
+                              save_episode, write_json_atomic)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyMix:
+    weight: float = 1.0
+    """Relative probability that an episode uses this mix."""
+    mpc_share: float = 0.5
+    """Probability that a segment is driven by the MPC planner rather than Brownian noise."""
+    action_noise: float = 0.1
+    """Std of Gaussian noise added to MPC actions (actions live in [-1, 1])."""
+
+    def __post_init__(self) -> None:
+        check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
+        check(0 <= self.mpc_share <= 1, "mpc_share", f"must be in [0, 1], got {self.mpc_share}")
+        check(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
+
+
+DEFAULT_MIXES = (
+    {"weight": 0.4, "mpc_share": 1.0, "action_noise": 0.1},
+    {"weight": 0.4, "mpc_share": 0.5, "action_noise": 0.3},
+    {"weight": 0.2, "mpc_share": 0.0, "action_noise": 0.0},
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    task: str = "cartpole_swingup"
+    """Registered task name."""
+    episodes: int = 120
+    """Episodes the dataset should hold; collection appends until it does."""
+    steps: int = 1000
+    """Control steps per episode (at most the task's episode length)."""
+    segment_steps: int = 50
+    """Steps per behaviour segment."""
+    noise_variance: float = 2.0
+    """Variance of Brownian segments over `segment_steps`."""
+    mixes: tuple[Any, ...] = DEFAULT_MIXES
+    """Episode mixes: dicts with weight, mpc_share, action_noise (see PolicyMix)."""
+    planner: str = "warm_start"
+    """Planner driving the MPC segments (with the ground-truth model)."""
+    planner_params: dict = dataclasses.field(default_factory=lambda: {"samples": 64, "horizon": 50})
+    """Its config; cheaper than evaluation settings, since noise is added anyway."""
+    workers: int = 2
+    """Parallel processes, one MuJoCo thread each."""
+    seed: int = 0
+    """Episode i is drawn from generator (seed, i): reproducible and order-independent."""
+
+    def __post_init__(self) -> None:
+        check(self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
+        check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        check(self.segment_steps >= 1, "segment_steps", f"must be >= 1, got {self.segment_steps}")
+        check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
+        check(len(self.mixes) > 0, "mixes", "needs at least one mix")
+        for i, mix in enumerate(self.mixes):
+            from_dict(PolicyMix, dict(mix), where=f"collect.mixes[{i}]")
+        planner_config(self.planner, self.planner_params)
+
+    def policy_mixes(self) -> list[PolicyMix]:
+        return [from_dict(PolicyMix, dict(m)) for m in self.mixes]
+
+
+_TASKS: dict[str, Any] = {}
+
+
+def collect_episode(config: CollectConfig, index: int) -> Episode:
+    """Runs episode `index` of the dataset; a pure function of (config, index)."""
+    task = _TASKS.get(config.task) or _TASKS.setdefault(config.task, make_task(config.task))
+    if config.steps > task.episode_steps:
+        raise ValueError(f"collect.steps {config.steps} exceeds the task's episode of {task.episode_steps} steps")
+    rng = np.random.default_rng([config.seed, index])
+    mixes = config.policy_mixes()
+    weights = np.array([m.weight for m in mixes])
+    mix = mixes[rng.choice(len(mixes), p=weights / weights.sum())]
+    dynamics = MujocoDynamics(task, nthread=1)
+    planner = make_planner(config.planner, dynamics, ObservationReward(task.reward), task.action_size,
+                           np.random.default_rng([config.seed, index, 1]), config.planner_params)
+    simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
+    simulator.reset()
+    n, m = task.observation_size, task.action_size
+    observations = np.empty((config.steps + 1, n))
+    rewards = np.zeros(config.steps + 1)
+    actions = np.empty((config.steps, m))
+    policy = np.empty(config.steps, dtype=np.int8)
+    empty = History(0)
+    t = 0
+    while t < config.steps:
+        length = min(config.segment_steps, config.steps - t)
+        use_mpc = rng.random() < mix.mpc_share
+        walk = None if use_mpc else brownian_noise(rng, 1, length, m, config.noise_variance)[0]  # (L, m)
+        for k in range(length):
+            positions, velocities, _ = simulator.joint_state()
+            observations[t] = task.observation(positions, velocities)
+            if use_mpc:
+                action = planner.plan(observations[t], empty) + mix.action_noise * rng.normal(size=m)
+            else:
+                action = walk[k]
+            actions[t] = np.clip(action, -1.0, 1.0)
+            policy[t] = 1 if use_mpc else 0
+            rewards[t + 1] = simulator.step(task.action_to_torque(actions[t]))
+            t += 1
+    positions, velocities, _ = simulator.joint_state()
+    observations[t] = task.observation(positions, velocities)
+    dynamics.close()
+    return Episode(observations, rewards, actions, policy, seed=index)
+
+
+def _work(args: tuple[CollectConfig, str, int]) -> tuple[int, float]:
+    config, folder, index = args
+    episode = collect_episode(config, index)
+    save_episode(folder, index, episode)
+    return index, float(episode.rewards.sum())
+
+
+def collect(config: CollectConfig, folder: str, show_progress: bool = True) -> list[int]:
+    """Fills `folder` up to `config.episodes` episodes; returns the indices collected now.
+
+    Resumable and appendable: episodes already on disk are kept, missing indices
+    are collected. A folder made for another task or data policy is refused.
+    """
+    os.makedirs(folder, exist_ok=True)
+    task = make_task(config.task)
+    meta = {"format": FORMAT, "version": VERSION, "task": task.describe(),
+            "collect": dataclasses.asdict(config), "policies": {str(k): v for k, v in POLICIES.items()}}
+    if os.path.exists(os.path.join(folder, "dataset.json")):
+        old = read_metadata(folder)
+        old_policy = {k: v for k, v in old["collect"].items() if k not in ("episodes", "workers")}
+        new_policy = {k: v for k, v in meta["collect"].items() if k not in ("episodes", "workers")}
+        if old["task"] != meta["task"] or not json_equal(old_policy, new_policy):
+            raise ValueError(f"{folder} holds data of another task or data policy; collect into a new folder")
+    write_json_atomic(os.path.join(folder, "dataset.json"), meta)
+    have = set(existing_episodes(folder))
+    todo = [i for i in range(config.episodes) if i not in have]
+    if not todo:
+        return []
+    returns = []
+    with tqdm(total=len(todo), disable=not show_progress, unit="episode", desc=f"collect {config.task}") as bar:
+        jobs = [(config, folder, i) for i in todo]
+        if config.workers == 1:
+            results = map(_work, jobs)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(config.workers)
+            results = pool.imap_unordered(_work, jobs)
+        try:
+            for _, episode_return in results:
+                returns.append(episode_return)
+                bar.update(1)
+                bar.set_postfix(mean_return=f"{np.mean(returns):.0f}")
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    return todo
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality after a JSON round trip (tuples and lists compare equal)."""
+    return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))

@@ -1,0 +1,198 @@
+"""Episodes on disk, and the token windows a sequence model trains on.
+
+On-disk format (a folder):
+
+    dataset.json          what the data is: task description (joint names, observation
+                          layout, control timestep, actuators), the data policy that
+                          made it, the format version
+    episode_000000.npz    one episode each:
+        observations (T+1, n) float64  o_0 .. o_T
+        rewards      (T+1,)   float64  r_t received on arriving at o_t (r_0 = 0)
+        actions      (T, m)   float64  a_t applied at o_t, in [-1, 1]
+        policy       (T,)     int8     which policy chose a_t (POLICIES)
+        seed         ()       int64    the seed the episode was drawn with
+
+Episodes are written atomically (temporary file, then rename), so a folder is
+always readable and an interrupted collection resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from tdm_control.tokenizer import Role, Tokenizer
+
+FORMAT = "tdm_control.dataset"
+VERSION = 1
+POLICIES = {0: "brownian", 1: "mpc"}
+"""Per-step policy labels: Brownian-noise actions, or the ground-truth MPC planner's (plus noise)."""
+
+
+@dataclasses.dataclass
+class Episode:
+    observations: np.ndarray  # (T+1, n)
+    rewards: np.ndarray  # (T+1,)
+    actions: np.ndarray  # (T, m)
+    policy: np.ndarray  # (T,) int8
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def episode_path(folder: str, index: int) -> str:
+    return os.path.join(folder, f"episode_{index:06d}.npz")
+
+
+def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def save_episode(folder: str, index: int, episode: Episode) -> str:
+    """Writes episode `index` atomically; returns its path."""
+    path = episode_path(folder, index)
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, observations=episode.observations, rewards=episode.rewards, actions=episode.actions,
+             policy=episode.policy, seed=np.int64(episode.seed))
+    os.replace(tmp, path)
+    return path
+
+
+def load_episode(path: str) -> Episode:
+    with np.load(path) as f:
+        return Episode(f["observations"], f["rewards"], f["actions"], f["policy"], int(f["seed"]))
+
+
+def read_metadata(folder: str) -> dict[str, Any]:
+    """The folder's dataset.json; a clear error if the folder is not a dataset."""
+    path = os.path.join(folder, "dataset.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{folder} is not a dataset: no dataset.json (make one with `tdm-train collect`)")
+    with open(path) as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file (format={meta.get('format')!r}, "
+                         f"version={meta.get('version')!r})")
+    return meta
+
+
+def existing_episodes(folder: str) -> list[int]:
+    """Indices of the complete episode files in `folder`, sorted."""
+    names = glob.glob(os.path.join(folder, "episode_*.npz"))
+    return sorted(int(os.path.basename(p)[8:14]) for p in names if ".tmp" not in p)
+
+
+def load_dataset(folder: str) -> tuple[dict[str, Any], list[Episode]]:
+    """Metadata and every episode, in index order."""
+    meta = read_metadata(folder)
+    episodes = [load_episode(episode_path(folder, i)) for i in existing_episodes(folder)]
+    if not episodes:
+        raise ValueError(f"dataset {folder} has no episodes yet")
+    return meta, episodes
+
+
+def dataset_hash(episodes: list[Episode], meta: dict[str, Any]) -> str:
+    """sha256 over the task description and every episode's arrays, in order: names the training data."""
+    h = hashlib.sha256(json.dumps(meta["task"], sort_keys=True).encode())
+    for e in episodes:
+        for array in (e.observations, e.rewards, e.actions, e.policy):
+            h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+@dataclasses.dataclass
+class TokenizedEpisode:
+    """An episode as one token stream with, per token, its role, place in the step and loss weight."""
+
+    tokens: np.ndarray  # (L,) int64
+    local: np.ndarray  # (L,) int64 position within the step layout
+    weight: np.ndarray  # (L,) float32 loss weight of predicting this token (0: not a target)
+
+
+def tokenize_episode(tokenizer: Tokenizer, episode: Episode, action_weight_by_policy: dict[int, float],
+                     dynamics_weight: float = 1.0) -> TokenizedEpisode:
+    """Lays out `[o_t, r_t, sep, a_t]` for every step, then the final `[o_T, r_T]`.
+
+    Observation and reward tokens are dynamics targets (`dynamics_weight`);
+    action tokens are behaviour-cloning targets weighted by the policy that chose
+    them (e.g. 0 for Brownian noise, which is not worth imitating). Separators
+    are never targets: they are always where the layout puts them.
+    """
+    t = len(episode)
+    steps = tokenizer.tokenize_steps(episode.observations[None, :t], episode.rewards[None, :t],
+                                     episode.actions[None])[0]  # (T * S,)
+    tail = np.concatenate([tokenizer.encode(episode.observations[t]),
+                           tokenizer.encode(episode.rewards[t:t + 1])])  # (n + 1,)
+    tokens = np.concatenate([steps, tail])
+    s = tokenizer.step_tokens
+    local = np.arange(len(tokens)) % s
+    roles = tokenizer.roles()[local]
+    weight = np.zeros(len(tokens), dtype=np.float32)
+    weight[(roles == Role.OBSERVATION) | (roles == Role.REWARD)] = dynamics_weight
+    action_w = np.array([action_weight_by_policy.get(int(p), 0.0) for p in episode.policy], dtype=np.float32)
+    per_step = np.repeat(action_w, s)  # (T * S,)
+    is_action = roles[: t * s] == Role.ACTION
+    weight[: t * s][is_action] = per_step[is_action]
+    return TokenizedEpisode(tokens.astype(np.int64), local.astype(np.int64), weight)
+
+
+class WindowSampler:
+    """Draws training windows of `context + 1` tokens from tokenized episodes.
+
+    A window may start at any token, not only at a step boundary: at run time
+    the model's sliding window starts anywhere too. Batches are a pure function
+    of (seed, step, rank), so a resumed run sees the same data as an
+    uninterrupted one.
+    """
+
+    def __init__(self, episodes: list[TokenizedEpisode], context: int, seed: int) -> None:
+        self.episodes = [e for e in episodes if len(e.tokens) > context + 1]
+        if not self.episodes:
+            raise ValueError(f"no episode is longer than the context window of {context} tokens")
+        self.context = context
+        self.seed = seed
+        starts = np.array([len(e.tokens) - context - 1 for e in self.episodes], dtype=np.int64)
+        self._probabilities = starts / starts.sum()
+        self._starts = starts
+
+    def batch(self, size: int, step: int, rank: int = 0) -> tuple[np.ndarray, ...]:
+        """tokens (B, C), local (B, C), targets (B, C), weights (B, C) for optimiser step `step`."""
+        rng = np.random.default_rng([self.seed, rank, step])
+        which = rng.choice(len(self.episodes), size=size, p=self._probabilities)
+        offsets = (rng.random(size) * (self._starts[which] + 1)).astype(np.int64)
+        c = self.context
+        tokens = np.empty((size, c), dtype=np.int64)  # (B, C)
+        local = np.empty((size, c), dtype=np.int64)
+        targets = np.empty((size, c), dtype=np.int64)
+        weights = np.empty((size, c), dtype=np.float32)
+        for i, (e, o) in enumerate(zip(which, offsets)):
+            ep = self.episodes[e]
+            tokens[i] = ep.tokens[o:o + c]
+            local[i] = ep.local[o:o + c]
+            targets[i] = ep.tokens[o + 1:o + c + 1]
+            weights[i] = ep.weight[o + 1:o + c + 1]
+        return tokens, local, targets, weights
+
+    def all_windows(self, stride: int) -> tuple[np.ndarray, ...]:
+        """Every window at the given stride, for a fixed validation set."""
+        rows = [(e, o) for e, ep in enumerate(self.episodes)
+                for o in range(0, len(ep.tokens) - self.context - 1, stride)]
+        c = self.context
+        out = [np.empty((len(rows), c), dtype=np.int64) for _ in range(3)] + [
+            np.empty((len(rows), c), dtype=np.float32)]
+        for i, (e, o) in enumerate(rows):
+            ep = self.episodes[e]
+            out[0][i], out[1][i] = ep.tokens[o:o + c], ep.local[o:o + c]
+            out[2][i], out[3][i] = ep.tokens[o + 1:o + c + 1], ep.weight[o + 1:o + c + 1]
+        return tuple(out)

@@ -1,0 +1,229 @@
+"""The transformer dynamics model: a decoder-only sequence model over per-scalar tokens.
+
+One token per scalar (see `tdm_control.tokenizer`). Each token's input is the
+sum of its token embedding and an embedding of its place in the step layout
+(Gato's local position); order within the window comes from rotary position
+embeddings in attention, which depend only on the distance between tokens, so
+the run-time sliding window can drop old tokens from its key/value cache
+without recomputing the rest.
+
+Attention is a sliding window: each token sees itself and the C - 1 tokens
+before it (C = `context_tokens`), in training as at run time. Information from
+further back still flows through the layers, through the keys and values of
+the tokens in the window, so a run-time cache that drops the oldest token
+computes exactly what the training forward computes on the same stream.
+
+Two forward paths share the weights:
+* `forward(tokens, local)`: a whole sequence with the banded causal mask, for training;
+* `step(tokens, local, positions, cache_mask, past)`: new tokens against a
+  fixed-size key/value cache, for autoregressive inference and ONNX export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class TDMConfig:
+    vocab_size: int = 1025
+    """Token ids: value bins plus the separator."""
+    step_tokens: int = 8
+    """Tokens per environment step (n + 1 + 1 + m); sizes the local-position table."""
+    context_tokens: int = 64
+    """C: the attention window, tokens a token attends to (itself included)."""
+    d_model: int = 128
+    """Width of the residual stream."""
+    n_layers: int = 3
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads; d_model must divide evenly."""
+    d_ff: int = 512
+    """Hidden width of each block's MLP."""
+    dropout: float = 0.0
+    """Dropout on attention and MLP outputs during training."""
+    rope_base: float = 10000.0
+    """Base of the rotary embedding's geometric frequency ladder."""
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"d_model {self.d_model} must split into {self.n_heads} heads of even width")
+        for name in ("vocab_size", "step_tokens", "context_tokens", "d_model", "n_layers", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+def rotary(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables (T, head_dim / 2) for absolute positions (T,)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
+    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # (T, Dh/2)
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotates pairs (x[..., :Dh/2], x[..., Dh/2:]) of x (B, H, T, Dh) by the position angles."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def sliding_window_mask(t: int, window: int, device: torch.device) -> torch.Tensor | None:
+    """(T, T) bool, True where query i may attend key j: i - window < j <= i. None when T <= window."""
+    if t <= window:
+        return None
+    i = torch.arange(t, device=device)[:, None]
+    j = torch.arange(t, device=device)[None, :]
+    return (j <= i) & (j > i - window)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: TDMConfig) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = config.n_heads, config.head_dim
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.dropout = config.dropout
+
+    def _heads(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).split(self.n_heads * self.head_dim, dim=-1)
+        q, k, v = (z.view(b, t, self.n_heads, self.head_dim).transpose(1, 2) for z in (q, k, v))  # (B, H, T, Dh)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        b, _, t, _ = y.shape
+        return self.proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))  # (B, T, d)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                band: torch.Tensor | None) -> torch.Tensor:
+        """Sliding-window causal self-attention over a sequence x (B, T, d).
+
+        band: (T, T) bool, True where a token may attend; None for plain causal (T <= C).
+        """
+        q, k, v = self._heads(x, cos, sin)
+        dropout = self.dropout if self.training else 0.0
+        if band is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=band, dropout_p=dropout)
+        return self._merge(y)
+
+    def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache_mask: torch.Tensor,
+             past_k: torch.Tensor, past_v: torch.Tensor):
+        """New tokens x (B, T, d) attend to a cache (B, H, C, Dh) and causally to each other.
+
+        cache_mask (T, C) is added to the cache scores: 0 where a slot is visible,
+        a large negative number where it is empty or too old. The cache is never
+        concatenated (that would copy it every call); scores are computed in two
+        parts and softmaxed together. Returns the output and the new keys and
+        values (B, H, T, Dh), which the caller writes into its cache.
+        """
+        q, k, v = self._heads(x, cos, sin)
+        t = x.shape[1]
+        scale = 1.0 / math.sqrt(self.head_dim)
+        causal = torch.triu(torch.full((t, t), -1e9, dtype=x.dtype, device=x.device), diagonal=1)
+        cache_scores = torch.matmul(q, past_k.transpose(-1, -2)) * scale + cache_mask  # (B, H, T, C)
+        new_scores = torch.matmul(q, k.transpose(-1, -2)) * scale + causal  # (B, H, T, T)
+        weights = torch.softmax(torch.cat([cache_scores, new_scores], dim=-1), dim=-1)
+        c = past_k.shape[2]
+        y = torch.matmul(weights[..., :c], past_v) + torch.matmul(weights[..., c:], v)  # (B, H, T, Dh)
+        return self._merge(y), k, v
+
+
+class Block(nn.Module):
+    def __init__(self, config: TDMConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model)
+        self.attn = Attention(config)
+        self.ln2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
+                                 nn.Linear(config.d_ff, config.d_model), nn.Dropout(config.dropout))
+
+    def forward(self, x, cos, sin, band):
+        x = x + self.attn(self.ln1(x), cos, sin, band)
+        return x + self.mlp(self.ln2(x))
+
+    def step(self, x, cos, sin, cache_mask, past_k, past_v):
+        y, k, v = self.attn.step(self.ln1(x), cos, sin, cache_mask, past_k, past_v)
+        x = x + y
+        return x + self.mlp(self.ln2(x)), k, v
+
+
+class TDM(nn.Module):
+    """Decoder-only transformer predicting the next token of `[o, r, separator, a]` steps."""
+
+    def __init__(self, config: TDMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
+        self.local_embedding = nn.Embedding(config.step_tokens, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head.weight = self.token_embedding.weight  # tied input and output embeddings
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for the token after each of tokens (B, T), local (B, T)."""
+        t = tokens.shape[1]
+        cos, sin = rotary(torch.arange(t, device=tokens.device), self.config.head_dim, self.config.rope_base)
+        band = sliding_window_mask(t, self.config.context_tokens, tokens.device)
+        x = self.token_embedding(tokens) + self.local_embedding(local)  # (B, T, d)
+        for block in self.blocks:
+            x = block(x, cos, sin, band)
+        return self.head(self.ln_f(x))
+
+    def step(self, tokens: torch.Tensor, local: torch.Tensor, positions: torch.Tensor,
+             cache_mask: torch.Tensor, past: list[torch.Tensor]):
+        """Incremental forward for inference.
+
+        Args:
+          tokens: (B, T) new token ids.
+          local: (T,) their places in the step layout.
+          positions: (T,) their absolute positions (rotary angles).
+          cache_mask: (T, C) additive mask over the cache slots.
+          past: [k_0, v_0, k_1, v_1, ...], each (B, H, C, Dh): keys already rotated.
+
+        Returns:
+          logits (B, T, V) and [new_k_0, new_v_0, ...], each (B, H, T, Dh).
+        """
+        cos, sin = rotary(positions, self.config.head_dim, self.config.rope_base)
+        x = self.token_embedding(tokens) + self.local_embedding(local)[None]  # (B, T, d)
+        present = []
+        for i, block in enumerate(self.blocks):
+            x, k, v = block.step(x, cos, sin, cache_mask, past[2 * i], past[2 * i + 1])
+            present += [k, v]
+        return self.head(self.ln_f(x)), present
+
+
+class IncrementalTDM(nn.Module):
+    """`TDM.step` with flat inputs and outputs, the signature exported to ONNX."""
+
+    def __init__(self, model: TDM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, local, positions, cache_mask, *past):
+        logits, present = self.model.step(tokens, local, positions, cache_mask, list(past))
+        return (logits, *present)

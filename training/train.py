@@ -1,0 +1,295 @@
+"""Trains the TDM on a collected dataset: one loop, resumable, optionally data-parallel.
+
+    tdm-train fit --config config/training/cartpole_swingup.yaml
+    torchrun --nproc_per_node 2 -m training.cli fit --config ...   # DDP (gloo on CPU, nccl on GPU)
+
+AdamW with linear warm-up and cosine decay, gradient clipping, a fixed
+validation set, TensorBoard logs, and atomic checkpoints that store the model
+config and tokenizer settings. An interrupted run started again with the same
+config continues from its last checkpoint and ends where an uninterrupted run
+would have ended (batches are a pure function of seed, step and rank).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from tdm_control.config import check
+from tdm_control.tokenizer import Role, Tokenizer
+from training.dataset import WindowSampler, dataset_hash, load_dataset, tokenize_episode
+from training.model import TDM, TDMConfig
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    """Sequences per optimiser step (per process under DDP)."""
+    sequence_tokens: int = 128
+    """Tokens per training sequence; longer than the attention window, so the model learns
+    the sliding window's steady state as the run-time cache sees it."""
+    max_steps: int = 6000
+    """Optimiser steps in all."""
+    learning_rate: float = 1e-3
+    """Peak learning rate, reached after warm-up."""
+    min_learning_rate: float = 1e-4
+    """Floor of the cosine decay."""
+    warmup_steps: int = 200
+    """Linear warm-up from 0."""
+    weight_decay: float = 0.1
+    """AdamW decay on matrices (not on biases, norms or embeddings' positions)."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    action_weight: float = 1.0
+    """Loss weight of action tokens chosen by the MPC policy (behaviour cloning)."""
+    brownian_action_weight: float = 0.0
+    """Loss weight of action tokens drawn as Brownian noise (not worth imitating)."""
+    validation_fraction: float = 0.05
+    """Share of episodes held out for validation."""
+    validation_windows: int = 512
+    """Held-out windows evaluated each time."""
+    eval_every: int = 250
+    """Steps between validation passes."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (one more at the end)."""
+    threads: int = 0
+    """torch CPU threads per process; 0 leaves torch's default."""
+    seed: int = 0
+    """Seeds initial weights and the batch stream."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "sequence_tokens", "max_steps", "eval_every", "checkpoint_every",
+                     "validation_windows"):
+            check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        check(0 < self.validation_fraction < 1, "validation_fraction",
+              f"must be in (0, 1), got {self.validation_fraction}")
+        check(self.min_learning_rate <= self.learning_rate, "min_learning_rate", "must not exceed learning_rate")
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to the floor at `max_steps`."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.min_learning_rate + cosine * (config.learning_rate - config.min_learning_rate)
+
+
+def make_optimizer(model: TDM, config: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "local_embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "local_embedding" in n]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=config.learning_rate, betas=(0.9, 0.95))
+
+
+def weighted_losses(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                    roles: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy per role and the weighted total.
+
+    Args:
+      logits (B, T, V), targets (B, T), weights (B, T) loss weight per target,
+      roles (B, T) Role of each target.
+    """
+    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(weights)
+    out = {"loss": (ce * weights).sum() / weights.sum().clamp_min(1e-8)}
+    for role in (Role.OBSERVATION, Role.REWARD, Role.ACTION):
+        mask = (roles == role) & (weights > 0)
+        out[role.name.lower()] = (ce * mask).sum() / mask.sum().clamp_min(1)
+    return out
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything the loop needs from the dataset."""
+
+    tokenizer: Tokenizer
+    train: WindowSampler
+    validation: tuple[np.ndarray, ...]
+    meta: dict[str, Any]
+    data_hash: str
+    episodes: int
+
+
+def prepare_data(data_dir: str, config: TrainConfig, model_config: TDMConfig) -> Prepared:
+    meta, episodes = load_dataset(data_dir)
+    task = meta["task"]
+    tokenizer = Tokenizer(task["observation_size"], task["action_size"])
+    if tokenizer.step_tokens != model_config.step_tokens or tokenizer.vocab_size != model_config.vocab_size:
+        raise ValueError(f"model config expects step_tokens={model_config.step_tokens}, vocab_size="
+                         f"{model_config.vocab_size}; the dataset's task needs {tokenizer.step_tokens}, "
+                         f"{tokenizer.vocab_size}")
+    action_weights = {0: config.brownian_action_weight, 1: config.action_weight}
+    tokenized = [tokenize_episode(tokenizer, e, action_weights) for e in episodes]
+    every = max(2, round(1 / config.validation_fraction))
+    val = [t for i, t in enumerate(tokenized) if i % every == every - 1]
+    train = [t for i, t in enumerate(tokenized) if i % every != every - 1] or tokenized
+    val = val or tokenized[:1]
+    c = config.sequence_tokens
+    windows = WindowSampler(val, c, seed=config.seed).all_windows(stride=max(1, c // 2))
+    pick = np.random.default_rng(config.seed).permutation(len(windows[0]))[:config.validation_windows]
+    return Prepared(tokenizer, WindowSampler(train, c, seed=config.seed), tuple(w[pick] for w in windows),
+                    meta, dataset_hash(episodes, meta), len(episodes))
+
+
+def save_checkpoint(path: str, payload: dict[str, Any]) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> TDM:
+    model = TDM(TDMConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], tokenizer: Tokenizer,
+                  device: torch.device, batch: int = 128) -> dict[str, float]:
+    model.eval()
+    roles_table = torch.as_tensor(tokenizer.roles(), device=device)
+    sums: dict[str, float] = {}
+    count = 0
+    with torch.no_grad():
+        for i in range(0, len(validation[0]), batch):
+            tokens, local, targets, weights = (torch.as_tensor(a[i:i + batch], device=device) for a in validation)
+            roles = roles_table[(local + 1) % tokenizer.step_tokens]
+            losses = weighted_losses(model(tokens, local), targets, weights, roles)
+            n = len(tokens)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            count += n
+    model.train()
+    return {k: v / count for k, v in sums.items()}
+
+
+def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainConfig,
+          show_progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Trains (or resumes) the run in `run_dir`; returns the final metrics.
+
+    Args:
+      data_dir: a dataset folder made by `training.collect`.
+      run_dir: checkpoint, TensorBoard logs and metrics go here.
+      model_config, config: the model and the schedule.
+      stop_after: stop (with a checkpoint) after this many steps of this call,
+        as if interrupted; for tests and time-boxed sessions.
+    """
+    rank, world = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
+        else torch.device("cpu")
+    data = prepare_data(data_dir, config, model_config)
+    torch.manual_seed(config.seed)
+    model = TDM(model_config).to(device)
+    optimizer = make_optimizer(model, config)
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, CHECKPOINT)
+    start = 0
+    if os.path.exists(path):
+        ckpt = load_checkpoint(path)
+        if ckpt["model_config"] != dataclasses.asdict(model_config) or ckpt["dataset_hash"] != data.data_hash:
+            raise ValueError(f"{path} belongs to another model config or dataset; use a new run folder "
+                             f"or delete it to start over")
+        if ckpt["train_config"] != dataclasses.asdict(config):
+            raise ValueError(f"{path} was trained with another schedule; resume with the same train config")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+    ddp_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+    roles_table = torch.as_tensor(data.tokenizer.roles(), device=device)
+    end = config.max_steps if stop_after is None else min(config.max_steps, start + stop_after)
+    metrics: dict[str, Any] = {}
+    started = time.time()
+    model.train()
+
+    def checkpoint(step: int) -> None:
+        if rank != 0:
+            return
+        save_checkpoint(path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config),
+            "tokenizer": data.tokenizer.describe(), "task": data.meta["task"],
+            "dataset_hash": data.data_hash, "dataset_dir": os.path.abspath(data_dir),
+            "dataset_episodes": data.episodes, "metrics": metrics, "world_size": world,
+        })
+
+    with tqdm(total=config.max_steps, initial=start, disable=not show_progress or rank != 0,
+              unit="step", desc="train") as bar:
+        for step in range(start, end):
+            lr = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            tokens, local, targets, weights = (torch.as_tensor(a, device=device)
+                                               for a in data.train.batch(config.batch_size, step, rank))
+            roles = roles_table[(local + 1) % data.tokenizer.step_tokens]  # role of each target token
+            losses = weighted_losses(ddp_model(tokens, local), targets, weights, roles)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            if writer is not None:
+                for k, v in losses.items():
+                    writer.add_scalar(f"train/{k}", float(v.detach()), step)
+                writer.add_scalar("train/lr", lr, step)
+                writer.add_scalar("train/grad_norm", float(grad_norm), step)
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{float(losses['loss']):.3f}", lr=f"{lr:.1e}")
+            done = step + 1
+            if done % config.eval_every == 0 or done == config.max_steps:
+                if rank == 0:
+                    val = evaluate_loss(model, data.validation, data.tokenizer, device)
+                    metrics = {"step": done, "train_loss": float(losses["loss"]),
+                               **{f"val_{k}": v for k, v in val.items()},
+                               "seconds": time.time() - started}
+                    for k, v in val.items():
+                        writer.add_scalar(f"val/{k}", v, done)
+                    bar.write(f"step {done}: train {float(losses['loss']):.4f}  val {val['loss']:.4f} "
+                              f"(obs {val['observation']:.4f}, reward {val['reward']:.4f}, "
+                              f"action {val['action']:.4f})")
+            if done % config.checkpoint_every == 0 or done == end:
+                checkpoint(done)
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return {"step": end, "parameters": model.num_parameters(), **metrics}
