@@ -50,6 +50,16 @@ class Simulator:
         efforts = data.qfrc_actuator[self.task.dof_index].copy()
         return positions, velocities, efforts
 
+    def save(self) -> tuple:
+        """A snapshot of the episode (physics state and counters) for `restore`."""
+        return self.physics.get_state().copy(), self.step_count, self.episode_return, self.last_reward
+
+    def restore(self, snapshot: tuple) -> None:
+        """Returns to a snapshot taken by `save`."""
+        state, self.step_count, self.episode_return, self.last_reward = snapshot
+        with self.physics.reset_context():  # recomputes derived quantities for the restored state
+            self.physics.set_state(state)
+
     def step(self, torque: np.ndarray) -> float:
         """Applies joint torques (m,) in N·m (N for slide joints) for one control step.
 

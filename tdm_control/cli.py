@@ -28,7 +28,8 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _model(text: str) -> str:
-    if text in MODELS or text.endswith(".onnx"):
+    model = text.split("=", 1)[1] if "=" in text else text
+    if model in MODELS or model.endswith(".onnx"):
         return text
     raise argparse.ArgumentTypeError(
         f"invalid model {text!r}: choose one of {', '.join(MODELS)} or give a path to an exported .onnx file")
@@ -56,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default=None, help="write the JSON result here")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    pe = sub.add_parser("prediction-error", help="open-loop prediction error of models against the simulator")
+    pe.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
+    pe.add_argument("--model", type=_model, action="append", required=True,
+                    help="a model to measure; repeat for several (label with NAME=MODEL)")
+    pe.add_argument("--horizon", type=int, default=100)
+    pe.add_argument("--starts", type=int, default=30)
+    pe.add_argument("--seed", type=int, default=0)
+    pe.add_argument("--out", default=None, help="write the JSON results here")
+    pe.add_argument("--plot", default=None, help="write a PNG plot of error against steps ahead here")
+    pe.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("list", help="list tasks, planners and models")
     return parser
@@ -89,6 +101,38 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prediction_error(args: argparse.Namespace) -> int:
+    from tdm_control.dynamics import make_dynamics
+    from tdm_control.evaluation import write_result
+    from tdm_control.prediction_error import PredictionErrorConfig, plot_errors, prediction_errors
+    from tdm_control.tasks import make_task
+
+    if args.horizon < 1 or args.starts < 1:
+        raise ConfigError("--horizon and --starts must be >= 1")
+    task = make_task(args.task)
+    config = PredictionErrorConfig(horizon=args.horizon, starts=args.starts, seed=args.seed)
+    results = []
+    for text in args.model:
+        label, model = text.split("=", 1) if "=" in text else (text, text)
+        dynamics = make_dynamics(model, task)
+        try:
+            result = prediction_errors(task, dynamics, config, show_progress=not args.no_progress)
+        finally:
+            dynamics.close()
+        result["label"] = label
+        results.append(result)
+        median = result["median_rms"]
+        marks = [k for k in (1, 10, 25, 50, 100) if k <= len(median)]
+        print(f"{label}: median RMS error at k = " + ", ".join(f"{k}: {median[k - 1]:.4g}" for k in marks))
+    if args.out:
+        write_result({"task": args.task, "results": results}, args.out)
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot_errors(results, args.plot, f"{args.task}: open-loop prediction error under Brownian actions")
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def _list() -> int:
     print("tasks:    " + ", ".join(sorted(TASKS)))
     print("planners: " + ", ".join(sorted(PLANNERS)))
@@ -101,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return _eval(args)
+        if args.command == "prediction-error":
+            return _prediction_error(args)
         return _list()
     except (ConfigError, FileNotFoundError) as e:
         print(f"tdm-control: error: {e}", file=sys.stderr)

@@ -117,3 +117,24 @@ def test_onnx_tdm_drives_the_planner_for_a_short_episode(tiny_model):
                           show_progress=False)
         assert result["steps"] == 12 and 0.0 <= result["returns"][0] <= 12.0
         assert result["latency_median_s"] > 0
+
+
+def test_proposal_rollouts_agree_with_plain_rollouts_of_the_same_actions(tiny_model, tasks):
+    _, path, _ = tiny_model
+    model = OnnxTDM(path, tasks["cartpole_swingup"], device="cpu")
+    history = History(model.history_steps)
+    obs = np.array([0.1, -0.9, 0.3, 0.2, -0.5])
+    noise = np.random.default_rng(3).normal(0, 0.3, (6, 5, 1))
+    noise[0] = 0.0
+    pred_obs, pred_reward, actions = model.rollout_with_proposals(history, obs, noise)
+    assert actions.shape == (6, 5, 1) and np.all(np.abs(actions) <= 1)
+    # Candidate 0 follows the proposals exactly: its first action is the model's proposal.
+    np.testing.assert_allclose(actions[0, 0], model.propose(history, obs))
+    # Feeding the same actions to the plain rollout predicts the same trajectories.
+    again_obs, again_reward = model.rollout(history, obs, actions)
+    np.testing.assert_array_equal(again_obs, pred_obs)
+    np.testing.assert_array_equal(again_reward, pred_reward)
+    result = evaluate(EvalConfig(task="cartpole_swingup", model=path, planner="proposal",
+                                 planner_params={"samples": 8, "horizon": 4}, episodes=1, steps=10, seed=1),
+                      show_progress=False)
+    assert result["steps"] == 10 and 0.0 <= result["returns"][0] <= 10.0

@@ -1,4 +1,4 @@
-"""Planners: deterministic for a seed, actions in bounds, warm starts that keep the best plan."""
+"""Planners: deterministic for a seed, actions in bounds, better than the mean action on a known problem."""
 
 import numpy as np
 import pytest
@@ -7,53 +7,81 @@ from tdm_control.config import ConfigError
 from tdm_control.dynamics.mujoco_model import MujocoDynamics
 from tdm_control.history import History
 from tdm_control.planning import PLANNERS, ObservationReward, make_planner, planner_config
+from toy_dynamics import ToyDynamics, closed_loop_return, reward
 
-SMALL = {"samples": 16, "horizon": 10}
-
-
-def make(task, name, seed, **params):
-    dynamics = MujocoDynamics(task, nthread=1)
-    return make_planner(name, dynamics, ObservationReward(task.reward), task.action_size,
-                        np.random.default_rng(seed), {**SMALL, **params})
-
-
-def run(planner, task, steps=5, seed=0):
-    env = task.make_environment(seed)
-    env.reset()
-    actions = []
-    for _ in range(steps):
-        data = env.physics.data
-        obs = task.observation(*task.joint_state_from_physics(data.qpos.copy(), data.qvel.copy()))
-        action = planner.plan(obs, History(0))
-        actions.append(action)
-        env.step(action)
-    return np.array(actions)
+TOY_PARAMS = {
+    "random_shooting": {"samples": 64, "horizon": 15},
+    "warm_start": {"samples": 64, "horizon": 15},
+    "proposal": {"samples": 64, "horizon": 15, "noise_variance": 0.5},
+    "cem": {"samples": 32, "horizon": 15, "iterations": 3, "elites": 6},
+    "mppi": {"samples": 32, "horizon": 15, "iterations": 3, "temperature": 0.3},
+    "cem_with_proposals": {"samples": 32, "horizon": 15, "iterations": 3, "elites": 6, "proposal_share": 0.25},
+}
 
 
-@pytest.mark.parametrize("name", sorted(PLANNERS))
-def test_same_seed_same_actions(tasks, name):
-    task = tasks["cartpole_swingup"]
-    a = run(make(task, name, seed=4), task)
-    b = run(make(task, name, seed=4), task)
-    c = run(make(task, name, seed=5), task)
+def toy_planner(name: str, seed: int):
+    planner = name.replace("_with_proposals", "")
+    return make_planner(planner, ToyDynamics(), ObservationReward(reward), 1, np.random.default_rng(seed),
+                        TOY_PARAMS[name])
+
+
+def toy_policy(planner):
+    return lambda obs: planner.plan(obs, History(0))
+
+
+@pytest.mark.parametrize("name", sorted(TOY_PARAMS))
+def test_same_seed_same_actions_and_bounds(name):
+    _, a = closed_loop_return(toy_policy(toy_planner(name, 4)), steps=8)
+    _, b = closed_loop_return(toy_policy(toy_planner(name, 4)), steps=8)
+    _, c = closed_loop_return(toy_policy(toy_planner(name, 5)), steps=8)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+    assert a.shape == (8, 1) and np.all(np.abs(a) <= 1.0)
 
 
-@pytest.mark.parametrize("name", sorted(PLANNERS))
-def test_actions_within_bounds_and_info_recorded(tasks, name):
+@pytest.mark.parametrize("name", sorted(TOY_PARAMS))
+def test_planner_beats_the_mean_action(name):
+    mean_action_return, _ = closed_loop_return(lambda obs: np.zeros(1))
+    planned_return, _ = closed_loop_return(toy_policy(toy_planner(name, 0)))
+    # Holding still earns exp(-1) = 0.37 a step; reaching the target earns up to 1.
+    assert mean_action_return == pytest.approx(40 * np.exp(-1.0))
+    assert planned_return > mean_action_return + 8.0
+
+
+def test_every_registered_planner_is_tested():
+    assert set(PLANNERS) <= {name.replace("_with_proposals", "") for name in TOY_PARAMS}
+
+
+def test_proposal_planning_needs_a_model_that_proposes(tasks):
+    task = tasks["cartpole_swingup"]
+    dynamics = MujocoDynamics(task, nthread=1)
+    for name, params in [("proposal", {}), ("cem", {"proposal_share": 0.2})]:
+        with pytest.raises(ConfigError, match="needs a model that proposes actions"):
+            make_planner(name, dynamics, ObservationReward(task.reward), 1, np.random.default_rng(0), params)
+
+
+def mujoco_planner(task, name, seed, **params):
+    return make_planner(name, MujocoDynamics(task, nthread=1), ObservationReward(task.reward), task.action_size,
+                        np.random.default_rng(seed), {"samples": 16, "horizon": 10, **params})
+
+
+def test_planners_on_the_true_model_stay_in_bounds(tasks):
     task = tasks["walker_stand"]
-    planner = make(task, name, seed=0)
-    actions = run(planner, task, steps=3)
-    assert actions.shape == (3, 6)
-    assert np.all(np.abs(actions) <= 1.0)
-    assert planner.last.plan.shape == (10, 6)
-    assert 0.0 <= planner.last.predicted_return <= 10.0  # 10 steps of rewards in [0, 1]
+    env = task.make_environment(0)
+    env.reset()
+    data = env.physics.data
+    obs = task.observation(*task.joint_state_from_physics(data.qpos.copy(), data.qvel.copy()))
+    for name in ("random_shooting", "warm_start", "cem", "mppi"):
+        planner = mujoco_planner(task, name, 0)
+        action = planner.plan(obs, History(0))
+        assert action.shape == (6,) and np.all(np.abs(action) <= 1.0)
+        assert planner.last.plan.shape == (10, 6)
+        assert 0.0 <= planner.last.predicted_return <= 10.0  # 10 steps of rewards in [0, 1]
 
 
 def test_warm_start_keeps_the_shifted_best_plan(tasks):
     task = tasks["cartpole_swingup"]
-    planner = make(task, "warm_start", seed=0)
+    planner = mujoco_planner(task, "warm_start", 0)
     obs = np.array([0.0, -1.0, 0.0, 0.0, 0.0])
     planner.plan(obs, History(0))
     previous = planner.last.plan.copy()
@@ -70,14 +98,12 @@ def test_warm_start_keeps_the_shifted_best_plan(tasks):
 
 def test_best_candidate_is_chosen_and_its_first_action_applied(tasks):
     task = tasks["cartpole_swingup"]
-    planner = make(task, "random_shooting", seed=2)
+    planner = mujoco_planner(task, "random_shooting", 2)
     obs = np.array([0.0, -1.0, 0.0, 0.0, 0.0])
     action = planner.plan(obs, History(0))
     np.testing.assert_array_equal(action, planner.last.plan[0])
-    # No other candidate of the same draw scores higher.
     planner.rng = np.random.default_rng(2)
-    candidates = planner.sample()
-    returns = planner.evaluate(obs, History(0), candidates)
+    returns = planner.evaluate(obs, History(0), planner.sample())
     assert planner.last.predicted_return == pytest.approx(returns.max())
 
 
@@ -88,5 +114,7 @@ def test_planner_config_errors_name_the_key():
         planner_config("random_shooting", {"horizon": 0})
     with pytest.raises(ConfigError, match="expected an integer"):
         planner_config("random_shooting", {"samples": "many"})
+    with pytest.raises(ConfigError, match="elites"):
+        planner_config("cem", {"samples": 4, "elites": 9})
     with pytest.raises(ConfigError, match="choose one of"):
         planner_config("simulated_annealing", {})

@@ -15,6 +15,8 @@ class Dynamics(abc.ABC):
     name: str = "dynamics"
     history_steps: int = 0
     """Past steps the model conditions on; 0 for a Markov model."""
+    proposes: bool = False
+    """Whether the model also proposes actions (a sequence model read as a policy)."""
 
     @abc.abstractmethod
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,6 +31,24 @@ class Dynamics(abc.ABC):
           pred_obs (K, N, n): o_{t+1} .. o_{t+N};
           pred_reward (K, N): the reward received on arriving at each of them.
         """
+
+    def rollout_with_proposals(self, history: History, obs: np.ndarray,
+                               noise: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rolls K trajectories whose actions are the model's own proposals plus noise.
+
+        Along each trajectory, at every step the model proposes the mean action
+        for the predicted observation, `noise` is added, and the model predicts
+        the outcome of the noisy action (paper section 5.1.1).
+
+        Args:
+          history, obs: as for `rollout`.
+          noise: (K, N, m) added to each proposal before clipping to [-1, 1].
+
+        Returns:
+          pred_obs (K, N, n), pred_reward (K, N), and the actions taken (K, N, m).
+        """
+        raise TypeError(f"model {self.name!r} does not propose actions; proposal planning needs a sequence "
+                        f"model such as an exported TDM")
 
     def reset(self) -> None:
         """Forgets anything cached for the current episode."""

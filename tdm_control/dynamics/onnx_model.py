@@ -71,6 +71,7 @@ class OnnxTDM(Dynamics):
     """
 
     name = "tdm"
+    proposes = True
 
     def __init__(self, path: str, task: Task, device: str = "auto", threads: int = 0) -> None:
         self.path = path
@@ -98,6 +99,13 @@ class OnnxTDM(Dynamics):
         obs_tokens, reward_tokens = self.decoder.rollout(history, obs, actions)
         return self.tokenizer.decode(obs_tokens), self.tokenizer.decode(reward_tokens)
 
+    def rollout_with_proposals(self, history: History, obs: np.ndarray, noise: np.ndarray):
+        noise = np.asarray(noise, dtype=np.float64)
+        if noise.ndim != 3 or noise.shape[2] != self.task.action_size:
+            raise ValueError(f"noise must be (K, N, {self.task.action_size}), got {noise.shape}")
+        obs_tokens, reward_tokens, actions = self.decoder.rollout_with_proposals(history, obs, noise)
+        return self.tokenizer.decode(obs_tokens), self.tokenizer.decode(reward_tokens), actions
+
     def propose(self, history: History, obs: np.ndarray) -> np.ndarray:
-        """The model's behaviour-cloning action (m,) in [-1, 1] at the current step."""
-        return np.clip(self.tokenizer.decode(self.decoder.propose(history, obs)), -1.0, 1.0)
+        """The model's behaviour-cloning action (m,) in [-1, 1] at the current step: its mean prediction."""
+        return self.decoder.propose(history, obs)

@@ -82,6 +82,7 @@ class TDMDecoder:
         """Past steps that fit in the window with the current observation and reward."""
         self.passes = 0
         """Network calls made so far (for benchmarks)."""
+        self._bin_values = tokenizer.decode(np.arange(tokenizer.bins))  # (bins,) value of each bin centre
 
     # ------------------------------------------------------------------ core
     def feed(self, cache: RingCache, tokens: np.ndarray, local: np.ndarray) -> np.ndarray:
@@ -125,6 +126,35 @@ class TDMDecoder:
         return cache
 
     # ------------------------------------------------------------- rollouts
+    def _known_tokens(self, step: int, batch: int, reward_tokens: np.ndarray, actions: np.ndarray | None):
+        """Tokens (B, T) and local positions (T,) fed at the start of a step: [r'_step,] sep[, a_step].
+
+        The first step's reward is already in the prefix.
+        """
+        tok = self.tokenizer
+        parts = [np.full((batch, 1), tok.separator, dtype=np.int64)]
+        first = tok.reward_offset + 1
+        if step > 0:
+            parts.insert(0, reward_tokens[:, step - 1:step])
+            first = tok.reward_offset
+        last = tok.reward_offset + 2
+        if actions is not None:
+            parts.append(actions)
+            last = tok.step_tokens
+        return np.concatenate(parts, axis=1), np.arange(first, last)
+
+    def _decode_outcome(self, cache: RingCache, logits: np.ndarray, obs_tokens: np.ndarray,
+                        reward_tokens: np.ndarray, step: int) -> None:
+        """Greedily decodes o'_{step+1} (n tokens) and r'_{step+1} into the output arrays.
+
+        `logits` (B, T, V) are those of the pass that fed the step's last action token.
+        """
+        n = self.tokenizer.observation_size
+        for i in range(n):
+            obs_tokens[:, step, i] = self._greedy(logits[:, -1])
+            logits = self.feed(cache, obs_tokens[:, step, i:i + 1], np.array([i]))
+        reward_tokens[:, step] = self._greedy(logits[:, -1])
+
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Greedy predictions for K action sequences.
 
@@ -137,36 +167,52 @@ class TDMDecoder:
           observation tokens (K, N, n) and reward tokens (K, N), int64.
         """
         tok = self.tokenizer
-        k, horizon, m = actions.shape
-        n = tok.observation_size
+        k, horizon, _ = actions.shape
         cache = self.start(history, obs, k)
         action_tokens = tok.encode(actions)  # (K, N, m)
-        obs_tokens = np.empty((k, horizon, n), dtype=np.int64)
+        obs_tokens = np.empty((k, horizon, tok.observation_size), dtype=np.int64)
         reward_tokens = np.empty((k, horizon), dtype=np.int64)
-        sep = np.full((k, 1), tok.separator, dtype=np.int64)
         for step in range(horizon):
-            # [r'_step, sep, a_step] (the first step's reward is already in the prefix)
-            known = [sep, action_tokens[:, step]]
-            local = np.arange(tok.reward_offset + 1, tok.step_tokens)
-            if step > 0:
-                known.insert(0, reward_tokens[:, step - 1:step])
-                local = np.arange(tok.reward_offset, tok.step_tokens)
-            logits = self.feed(cache, np.concatenate(known, axis=1), local)
-            for i in range(n):
-                obs_tokens[:, step, i] = self._greedy(logits[:, -1])
-                logits = self.feed(cache, obs_tokens[:, step, i:i + 1], np.array([i]))
-            reward_tokens[:, step] = self._greedy(logits[:, -1])
+            tokens, local = self._known_tokens(step, k, reward_tokens, action_tokens[:, step])
+            logits = self.feed(cache, tokens, local)
+            self._decode_outcome(cache, logits, obs_tokens, reward_tokens, step)
         return obs_tokens, reward_tokens
 
-    def propose(self, history: History, obs: np.ndarray) -> np.ndarray:
-        """Behaviour-cloning action tokens (m,): the model read as a policy at (history, o_t, r_t)."""
+    def rollout_with_proposals(self, history: History, obs: np.ndarray,
+                               noise: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rollouts whose actions are the model's proposals plus `noise` (K, N, m).
+
+        At each step the model, conditioned on the predicted trajectory so far,
+        gives a distribution over each action token; its mean plus the noise,
+        clipped to [-1, 1], is the action taken and fed back.
+
+        Returns:
+          observation tokens (K, N, n), reward tokens (K, N), actions (K, N, m) float64.
+        """
         tok = self.tokenizer
-        cache = self.start(history, obs, 1)
-        token = np.array([[tok.separator]], dtype=np.int64)
-        local = np.array([tok.reward_offset + 1])
-        out = np.empty(tok.action_size, dtype=np.int64)
-        for i in range(tok.action_size):
-            logits = self.feed(cache, token, local)
-            out[i] = self._greedy(logits[:, -1])[0]
-            token, local = out[i:i + 1][None], np.array([tok.action_offset + i])
-        return out
+        k, horizon, m = noise.shape
+        cache = self.start(history, obs, k)
+        obs_tokens = np.empty((k, horizon, tok.observation_size), dtype=np.int64)
+        reward_tokens = np.empty((k, horizon), dtype=np.int64)
+        actions = np.empty((k, horizon, m))
+        for step in range(horizon):
+            tokens, local = self._known_tokens(step, k, reward_tokens, None)
+            logits = self.feed(cache, tokens, local)
+            for i in range(m):
+                actions[:, step, i] = np.clip(self._mean_value(logits[:, -1]) + noise[:, step, i], -1.0, 1.0)
+                token = self.tokenizer.encode(actions[:, step, i])[:, None]
+                logits = self.feed(cache, token, np.array([tok.action_offset + i]))
+            self._decode_outcome(cache, logits, obs_tokens, reward_tokens, step)
+        return obs_tokens, reward_tokens, actions
+
+    def _mean_value(self, logits: np.ndarray) -> np.ndarray:
+        """Mean (B,) of the value distribution the logits (B, V) put over the bins."""
+        values = logits[:, : self.tokenizer.bins].astype(np.float64)
+        p = np.exp(values - values.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return p @ self._bin_values
+
+    def propose(self, history: History, obs: np.ndarray) -> np.ndarray:
+        """Behaviour-cloning action (m,): the mean the model, read as a policy, gives at (history, o_t, r_t)."""
+        _, _, actions = self.rollout_with_proposals(history, obs, np.zeros((1, 1, self.tokenizer.action_size)))
+        return actions[0, 0]

@@ -10,12 +10,18 @@ from tdm_control.config import ConfigError, from_dict
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.planning.base import ObservationReward, Objective, PlanInfo, Planner, PredictedReward
 from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.iterative import CEM, MPPI
+from tdm_control.planning.proposal import ProposalShooting
 from tdm_control.planning.shooting import RandomShooting, WarmStartShooting
 
 PLANNERS: dict[str, type[Planner]] = {
     "random_shooting": RandomShooting,
     "warm_start": WarmStartShooting,
+    "proposal": ProposalShooting,
+    "cem": CEM,
+    "mppi": MPPI,
 }
+"""Every planner, registered in this one place."""
 
 
 def planner_config(name: str, params: dict[str, Any] | None = None):
