@@ -52,19 +52,27 @@ def run(args: argparse.Namespace) -> int:
         done = collect(pipeline.collect_config(**overrides), pipeline.data_dir, show_progress=progress)
         print(f"collected {len(done)} new episodes into {pipeline.data_dir}")
     if args.command in ("fit", "all"):
-        from training.train import train
-
         overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
+        if pipeline.kind == "tdm":
+            from training.train import train
+        else:
+            from training.baselines import train_baseline as train
         metrics = train(pipeline.data_dir, pipeline.run_dir, pipeline.model_config(),
                         pipeline.train_config(**overrides), show_progress=progress)
         if int(os.environ.get("RANK", "0")) == 0:
             print("trained:", json.dumps(metrics))
     if args.command in ("export", "all") and int(os.environ.get("RANK", "0")) == 0:
-        from training.export import export
         from training.train import CHECKPOINT
 
-        report = export(os.path.join(pipeline.run_dir, CHECKPOINT), args.out or pipeline.model_path,
-                        pipeline.export_config())
+        checkpoint, out = os.path.join(pipeline.run_dir, CHECKPOINT), args.out or pipeline.model_path
+        if pipeline.kind == "tdm":
+            from training.export import export
+
+            report = export(checkpoint, out, pipeline.export_config())
+        else:
+            from training.baselines import export_baseline
+
+            report = export_baseline(checkpoint, out)
         print("exported:", json.dumps(report))
     return 0
 

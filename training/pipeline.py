@@ -10,6 +10,7 @@ are computed here, once, never written back into the config.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import yaml
@@ -22,7 +23,8 @@ from training.export import ExportConfig
 from training.model import TDMConfig
 from training.train import TrainConfig
 
-MODEL_KEYS_DERIVED = ("vocab_size", "step_tokens")
+MODEL_KEYS_DERIVED = ("vocab_size", "step_tokens", "kind", "observation_size", "action_size")
+KINDS = ("tdm", "mlp_delta", "mlp_tokenized")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,16 +37,19 @@ class PipelineConfig:
     """Checkpoint and TensorBoard folder."""
     model_path: str
     """Where the exported ONNX model goes."""
+    kind: str = "tdm"
+    """'tdm' (the transformer), or a baseline: 'mlp_delta', 'mlp_tokenized'."""
     collect: dict = dataclasses.field(default_factory=dict)
     """CollectConfig keys (task is taken from above)."""
     model: dict = dataclasses.field(default_factory=dict)
-    """TDMConfig keys except vocab_size and step_tokens, which follow from the task."""
+    """TDMConfig keys (or MLPConfig keys for a baseline), except those that follow from the task."""
     train: dict = dataclasses.field(default_factory=dict)
     """TrainConfig keys."""
     export: dict = dataclasses.field(default_factory=dict)
     """ExportConfig keys."""
 
     def __post_init__(self) -> None:
+        check(self.kind in KINDS, "kind", f"unknown model kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
         check("task" not in self.collect, "collect.task", "set the task once, at the top level")
         for key in MODEL_KEYS_DERIVED:
             check(key not in self.model, f"model.{key}", "follows from the task; remove it")
@@ -52,8 +57,14 @@ class PipelineConfig:
     def collect_config(self, **overrides: Any) -> CollectConfig:
         return from_dict(CollectConfig, {**self.collect, "task": self.task, **overrides}, where="collect")
 
-    def model_config(self) -> TDMConfig:
+    def model_config(self):
+        """TDMConfig, or MLPConfig for a baseline, with the task-derived sizes filled in."""
         task = make_task(self.task)
+        if self.kind != "tdm":
+            from training.baselines import MLPConfig
+
+            return from_dict(MLPConfig, {**self.model, "kind": self.kind, "observation_size": task.observation_size,
+                                         "action_size": task.action_size}, where="model")
         tokenizer = Tokenizer(task.observation_size, task.action_size)
         return from_dict(TDMConfig, {**self.model, "vocab_size": tokenizer.vocab_size,
                                      "step_tokens": tokenizer.step_tokens}, where="model")
@@ -65,8 +76,7 @@ class PipelineConfig:
         return from_dict(ExportConfig, self.export, where="export")
 
 
-def load_pipeline(path: str) -> PipelineConfig:
-    """Reads and validates a pipeline YAML; every section's keys are checked now, not mid-run."""
+def _read_yaml(path: str) -> dict[str, Any]:
     try:
         with open(path) as f:
             raw = yaml.safe_load(f) or {}
@@ -74,6 +84,24 @@ def load_pipeline(path: str) -> PipelineConfig:
         raise ConfigError(f"training config {path} does not exist") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_pipeline(path: str) -> PipelineConfig:
+    """Reads and validates a pipeline YAML; every section's keys are checked now, not mid-run.
+
+    `data_from: other.yaml` (relative to this file) takes task, data_dir and
+    collect from another pipeline, so a baseline trains on exactly the TDM's data.
+    """
+    raw = _read_yaml(path)
+    if "data_from" in raw:
+        base_path = os.path.join(os.path.dirname(path), raw.pop("data_from"))
+        base = _read_yaml(base_path)
+        for key in ("task", "data_dir", "collect"):
+            if key in raw:
+                raise ConfigError(f"{path}: {key} comes from {base_path} (data_from); remove it here")
+            if key in base:
+                raw[key] = base[key]
     config = from_dict(PipelineConfig, raw, where=path)
     config.collect_config()
     config.model_config()

@@ -24,9 +24,9 @@ def make_dynamics(name: str, task: Task, **kwargs) -> Dynamics:
 
         return MujocoDynamics(task, **kwargs)
     if name.endswith(".onnx"):
-        from tdm_control.dynamics.onnx_model import OnnxTDM
+        from tdm_control.dynamics.onnx_model import load_onnx_dynamics
 
-        return OnnxTDM(name, task, **kwargs)
+        return load_onnx_dynamics(name, task, **kwargs)
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or a path to an .onnx file")
 
 

@@ -60,6 +60,29 @@ def make_session(path: str, device: str = "auto", threads: int = 0):
     return session
 
 
+def open_model(path: str, task: Task, device: str = "auto", threads: int = 0):
+    """Session and checked metadata of an exported model; ConfigError if it was made for another task."""
+    session = make_session(path, device, threads)
+    meta_props = session.get_modelmeta().custom_metadata_map
+    metadata = model_metadata.decode(meta_props.get(model_metadata.METADATA_KEY), path)
+    model_metadata.check_task(metadata, task.describe(), path)
+    return session, metadata
+
+
+def load_onnx_dynamics(path: str, task: Task, device: str = "auto", threads: int = 0) -> Dynamics:
+    """The right runtime for an exported model: a TDM, or a baseline MLP."""
+    session, metadata = open_model(path, task, device, threads)
+    kind = metadata.get("kind")
+    if kind == "tdm":
+        return OnnxTDM(path, task, session=session, metadata=metadata)
+    if kind in ("mlp_delta", "mlp_tokenized"):
+        from tdm_control.dynamics.onnx_mlp import OnnxMLP
+
+        return OnnxMLP(session, metadata, path, task)
+    raise ConfigError(f"{path} holds a model of unknown kind {kind!r}; this runtime knows tdm, mlp_delta, "
+                      f"mlp_tokenized")
+
+
 class OnnxTDM(Dynamics):
     """Answers `Dynamics.rollout` with an exported transformer dynamics model.
 
@@ -73,13 +96,15 @@ class OnnxTDM(Dynamics):
     name = "tdm"
     proposes = True
 
-    def __init__(self, path: str, task: Task, device: str = "auto", threads: int = 0) -> None:
+    def __init__(self, path: str, task: Task, device: str = "auto", threads: int = 0,
+                 session=None, metadata: dict | None = None) -> None:
         self.path = path
         self.task = task
-        self.session = make_session(path, device, threads)
-        meta_props = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = model_metadata.decode(meta_props.get(model_metadata.METADATA_KEY), path)
-        model_metadata.check_task(self.metadata, task.describe(), path)
+        if session is None:
+            session, metadata = open_model(path, task, device, threads)
+        self.session, self.metadata = session, metadata
+        if self.metadata.get("kind") != "tdm":
+            raise ConfigError(f"{path} holds a {self.metadata.get('kind')!r} model, not a TDM")
         tok = self.metadata["tokenizer"]
         self.tokenizer = Tokenizer(tok["observation_size"], tok["action_size"], mu=tok["mu"],
                                    max_value=tok["max_value"], bins=tok["bins"])
