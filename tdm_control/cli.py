@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--plot", default=None, help="write a PNG plot of error against steps ahead here")
     pe.add_argument("--no-progress", action="store_true")
 
+    grid = sub.add_parser("grid", help="run an evaluation grid (resumable, parallel) and write its report")
+    grid.add_argument("spec", help="grid YAML, e.g. config/eval/cartpole_swingup.yaml")
+    grid.add_argument("--report", action="store_true", help="only write the report from the runs on disk")
+    grid.add_argument("--no-progress", action="store_true")
+
     sub.add_parser("list", help="list tasks, planners and models")
     return parser
 
@@ -133,6 +138,22 @@ def _prediction_error(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(args: argparse.Namespace) -> int:
+    from tdm_control.grid import expand, load_grid, run_grid
+    from tdm_control.grid_report import write_report
+
+    config = load_grid(args.spec)
+    for run in expand(config):  # fail on a bad planner key before hours of work
+        from tdm_control.planning import planner_config
+
+        planner_config(run["planner"], run["planner_params"])
+    if not args.report:
+        run_grid(config, show_progress=not args.no_progress)
+    for path in write_report(config, show_progress=not args.no_progress):
+        print(f"wrote {path}")
+    return 0
+
+
 def _list() -> int:
     print("tasks:    " + ", ".join(sorted(TASKS)))
     print("planners: " + ", ".join(sorted(PLANNERS)))
@@ -147,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "prediction-error":
             return _prediction_error(args)
+        if args.command == "grid":
+            return _grid(args)
         return _list()
     except (ConfigError, FileNotFoundError) as e:
         print(f"tdm-control: error: {e}", file=sys.stderr)

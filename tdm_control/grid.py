@@ -1,0 +1,209 @@
+"""An evaluation grid: tasks x models x planners x horizons x seeds, run in parallel, resumable.
+
+    tdm-control grid config/eval/cartpole_swingup.yaml            # runs what is missing
+    tdm-control grid config/eval/cartpole_swingup.yaml --report   # tables and plots only
+
+A grid file lists experiments; each expands into runs, one closed-loop episode
+each, identified by a hash of everything that defines it, and written as
+`<out>/runs/<hash>.json`. Runs already on disk are skipped, so an interrupted
+grid continues where it stopped and a grown grid runs only what is new.
+
+    out: results/cartpole_swingup
+    task: cartpole_swingup
+    seeds: [0, 1, 2, 3]
+    steps: 1000
+    workers: 2
+    experiments:
+      - name: horizon
+        models: {ground truth: mujoco, TDM: models/cartpole_swingup_tdm.onnx}
+        planners:
+          - {planner: random_shooting, samples: 128}
+        horizons: [25, 50, 100]
+    prediction_error: {horizon: 100, starts: 30}   # optional: fig. 13 for every model named
+
+A planner entry's list values expand too ({noise_variance: [0.1, 0.5]} is two
+planners). Reports: `<out>/report.md` (one table per experiment: mean return
+with a 68% interval, planning time) and PNG plots beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from tdm_control.config import ConfigError, check, from_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    """Label of the table and plot."""
+    models: dict
+    """Label -> model ('mujoco' or a path to an .onnx file)."""
+    planners: tuple[Any, ...]
+    """Planner entries: {planner: NAME, key: value or [values], ...}."""
+    horizons: tuple[int, ...] = (50,)
+    """N values; each planner runs at each."""
+    objective: str = "observation"
+    """'observation' or 'predicted'."""
+
+    def __post_init__(self) -> None:
+        check(bool(self.models), f"{self.name}.models", "needs at least one model")
+        check(bool(self.planners), f"{self.name}.planners", "needs at least one planner")
+        for entry in self.planners:
+            check(isinstance(entry, dict) and "planner" in entry, f"{self.name}.planners",
+                  f"each entry needs a 'planner' key, got {entry!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GridConfig:
+    out: str
+    """Folder for runs, report and plots."""
+    task: str
+    """Registered task."""
+    experiments: tuple[Any, ...]
+    """Experiment dicts (see Experiment)."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    """One episode per seed for every run."""
+    steps: int = 1000
+    """Control steps per episode."""
+    workers: int = 2
+    """Parallel processes (each single-threaded)."""
+    prediction_error: dict = dataclasses.field(default_factory=dict)
+    """Optional {horizon, starts}: open-loop error of every model named in the grid."""
+
+    def experiment_list(self) -> list[Experiment]:
+        return [from_dict(Experiment, e, where=f"experiments[{i}]") for i, e in enumerate(self.experiments)]
+
+
+def expand_planner(entry: dict) -> list[dict]:
+    """{planner: cem, iterations: [2, 4]} -> two planner dicts."""
+    keys = [k for k in entry if k != "planner"]
+    values = [v if isinstance(v, list) else [v] for v in (entry[k] for k in keys)]
+    return [{"planner": entry["planner"], **dict(zip(keys, combo))} for combo in itertools.product(*values)]
+
+
+def expand(config: GridConfig) -> list[dict[str, Any]]:
+    """Every run of the grid: dicts with experiment, model label/path, planner, params, horizon, seed."""
+    runs = []
+    for exp in config.experiment_list():
+        for (label, model), entry, horizon, seed in itertools.product(
+                exp.models.items(), [p for e in exp.planners for p in expand_planner(e)], exp.horizons,
+                config.seeds):
+            params = {k: v for k, v in entry.items() if k != "planner"}
+            runs.append({"experiment": exp.name, "task": config.task, "model_label": label, "model": model,
+                         "planner": entry["planner"], "planner_params": {**params, "horizon": horizon},
+                         "objective": exp.objective, "seed": seed, "steps": config.steps})
+    return runs
+
+
+def run_id(run: dict[str, Any]) -> str:
+    """Hash of what defines a run (not its experiment name or model label)."""
+    key = {k: run[k] for k in ("task", "model", "planner", "planner_params", "objective", "seed", "steps")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def execute(run: dict[str, Any]) -> dict[str, Any]:
+    """One episode of one run, single-threaded (the grid runs several at once)."""
+    from sim_bridge.simulator import Simulator
+    from tdm_control.controller import Controller
+    from tdm_control.dynamics import make_dynamics
+    from tdm_control.evaluation import episode_rng, run_episode
+    from tdm_control.planning import ObservationReward, PredictedReward, make_planner
+    from tdm_control.tasks import make_task
+
+    task = make_task(run["task"])
+    kwargs = {"nthread": 1} if run["model"] == "mujoco" else {"threads": 1}
+    dynamics = make_dynamics(run["model"], task, **kwargs)
+    objective = ObservationReward(task.reward) if run["objective"] == "observation" else PredictedReward()
+    planner = make_planner(run["planner"], dynamics, objective, task.action_size,
+                           episode_rng(run["seed"], 0), run["planner_params"])
+    simulator = Simulator(task, seed=run["seed"])
+    try:
+        episode_return, latencies = run_episode(simulator, Controller(task, planner), run["steps"])
+    finally:
+        dynamics.close()
+    return {**run, "return": episode_return, "latency_median_s": float(np.median(latencies)),
+            "latency_mean_s": float(np.mean(latencies)), "latency_p95_s": float(np.percentile(latencies, 95))}
+
+
+def _work(args: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    run, path = args
+    result = execute(run)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
+    return result
+
+
+def run_grid(config: GridConfig, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Runs the missing runs of the grid in parallel; returns every run's result."""
+    folder = os.path.join(config.out, "runs")
+    os.makedirs(folder, exist_ok=True)
+    runs = expand(config)
+    todo = [(r, os.path.join(folder, f"{run_id(r)}.json")) for r in runs]
+    todo = [(r, p) for r, p in todo if not os.path.exists(p)]
+    if todo:
+        with tqdm(total=len(todo), disable=not show_progress, unit="episode", desc=f"grid {config.task}") as bar:
+            with multiprocessing.get_context("spawn").Pool(config.workers, initializer=_single_thread) as pool:
+                for result in pool.imap_unordered(_work, todo):
+                    bar.update(1)
+                    bar.write(f"{result['experiment']}: {result['model_label']} {result['planner']} "
+                              f"{json.dumps(result['planner_params'])} seed {result['seed']}: "
+                              f"return {result['return']:.1f}")
+    return load_results(config)
+
+
+def _single_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def load_results(config: GridConfig) -> list[dict[str, Any]]:
+    """Results of the grid's runs that are on disk, relabelled for this grid's experiments."""
+    out = []
+    for run in expand(config):
+        path = os.path.join(config.out, "runs", f"{run_id(run)}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                out.append({**json.load(f), **run})
+    return out
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (experiment, model, planner, params): mean return over seeds, 68% interval, latency."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        key = json.dumps([r["experiment"], r["model_label"], r["planner"], r["planner_params"], r["objective"]],
+                         sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for members in groups.values():
+        returns = np.array([m["return"] for m in members])
+        sem = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
+        first = members[0]
+        rows.append({"experiment": first["experiment"], "model": first["model_label"], "planner": first["planner"],
+                     "params": first["planner_params"], "objective": first["objective"],
+                     "mean": float(returns.mean()), "sem": sem, "episodes": len(returns),
+                     "latency_s": float(np.median([m["latency_median_s"] for m in members]))})
+    return rows
+
+
+def load_grid(path: str) -> GridConfig:
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"grid file {path} does not exist") from None
+    config = from_dict(GridConfig, raw, where=path)
+    config.experiment_list()
+    return config

@@ -1,0 +1,151 @@
+"""Tables and plots for an evaluation grid: return against horizon, noise and planning time; prediction error."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from tdm_control.grid import GridConfig, load_results, summarize
+
+
+def _label(row: dict[str, Any], skip: str) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(row["params"].items()) if k != skip)
+    text = f"{row['model']} / {row['planner']}"
+    if params:
+        text += f" ({params})"
+    if row["objective"] != "observation":
+        text += f" [{row['objective']} reward]"
+    return text
+
+
+def _varying(rows: list[dict[str, Any]]) -> str | None:
+    """The planner parameter that takes most values among rows; the x axis of the plot."""
+    counts = {}
+    for key in {k for r in rows for k in r["params"]}:
+        counts[key] = len({json.dumps(r["params"].get(key)) for r in rows})
+    best = max(counts.items(), key=lambda kv: (kv[1], kv[0] == "horizon"), default=(None, 1))
+    return best[0] if best[1] > 1 else None
+
+
+def markdown(rows: list[dict[str, Any]], config: GridConfig) -> str:
+    lines = [f"# Evaluation grid: {config.task}", "",
+             f"{config.steps}-step episodes, seeds {list(config.seeds)}; mean return with a 68% interval "
+             f"(± one standard error over episodes); planning latency is the median time of one plan.", ""]
+    for name in dict.fromkeys(r["experiment"] for r in rows):
+        members = [r for r in rows if r["experiment"] == name]
+        lines += [f"## {name}", "", "| model | planner | settings | objective | return | episodes | plan (ms) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sorted(members, key=lambda r: (r["model"], r["planner"], json.dumps(r["params"], sort_keys=True))):
+            settings = ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
+            lines.append(f"| {r['model']} | {r['planner']} | {settings} | {r['objective']} | "
+                         f"{r['mean']:.1f} ± {r['sem']:.1f} | {r['episodes']} | {1e3 * r['latency_s']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_experiment(rows: list[dict[str, Any]], name: str, path: str) -> None:
+    """Return against the varying parameter (left) and against planning time (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_key = _varying(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        lines.setdefault(_label(r, x_key), []).append(r)
+    for label, members in sorted(lines.items()):
+        members.sort(key=lambda r: r["params"].get(x_key, 0) if x_key else 0)
+        mean = np.array([m["mean"] for m in members])
+        sem = np.array([m["sem"] for m in members])
+        latency = np.array([m["latency_s"] for m in members])
+        if x_key:
+            x = np.array([m["params"][x_key] for m in members], dtype=float)
+            line, = axes[0].plot(x, mean, marker="o", label=label)
+            axes[0].fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
+        else:
+            line, = axes[0].plot([0], mean, marker="o", linestyle="", label=label)
+            axes[0].errorbar([0], mean, yerr=sem, color=line.get_color())
+        axes[1].errorbar(1e3 * latency, mean, yerr=sem, marker="o", color=line.get_color(), label=label)
+    axes[0].set_xlabel(x_key or "")
+    axes[0].set_ylabel("episode return")
+    axes[1].set_xlabel("planning time per step (ms, median)")
+    axes[1].set_xscale("log")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def prediction_error_results(config: GridConfig, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Open-loop errors of every model named in the grid, computed once and cached under <out>."""
+    if not config.prediction_error:
+        return []
+    from tdm_control.config import from_dict
+    from tdm_control.dynamics import make_dynamics
+    from tdm_control.prediction_error import PredictionErrorConfig, prediction_errors
+    from tdm_control.tasks import make_task
+
+    pe_config = from_dict(PredictionErrorConfig, config.prediction_error, where="prediction_error")
+    task = make_task(config.task)
+    models = {}
+    for exp in config.experiment_list():
+        models.update(exp.models)
+    folder = os.path.join(config.out, "prediction_error")
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for label, model in models.items():
+        path = os.path.join(folder, f"{label.replace(' ', '_').replace('/', '_')}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                result = json.load(f)
+            if result.get("config") == json.loads(json.dumps(vars(pe_config))) and result.get("model_path") == model:
+                out.append(result)
+                continue
+        dynamics = make_dynamics(model, task)
+        try:
+            result = prediction_errors(task, dynamics, pe_config, show_progress)
+        finally:
+            dynamics.close()
+        result.update(label=label, model_path=model)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+        out.append(result)
+    return out
+
+
+def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
+    """Writes report.md and the plots; returns the paths written."""
+    rows = summarize(load_results(config))
+    written = []
+    os.makedirs(config.out, exist_ok=True)
+    for name in dict.fromkeys(r["experiment"] for r in rows):
+        path = os.path.join(config.out, f"{name.replace(' ', '_')}.png")
+        plot_experiment([r for r in rows if r["experiment"] == name], f"{config.task}: {name}", path)
+        written.append(path)
+    errors = prediction_error_results(config, show_progress)
+    text = markdown(rows, config)
+    if errors:
+        from tdm_control.prediction_error import plot_errors
+
+        path = os.path.join(config.out, "prediction_error.png")
+        learned = [e for e in errors if e["model_path"] != "mujoco"]  # the simulator's own error is ~1e-15
+        plot_errors(learned, path, f"{config.task}: open-loop prediction error under Brownian actions")
+        written.append(path)
+        text += "\n## Open-loop prediction error (median RMS over start states)\n\n"
+        ks = [k for k in (1, 5, 10, 25, 50, 100) if k <= config.prediction_error.get("horizon", 100)]
+        text += "| model | " + " | ".join(f"k={k}" for k in ks) + " |\n|---|" + "---|" * len(ks) + "\n"
+        for e in errors:
+            text += f"| {e['label']} | " + " | ".join(f"{e['median_rms'][k - 1]:.3g}" for k in ks) + " |\n"
+    path = os.path.join(config.out, "report.md")
+    with open(path, "w") as f:
+        f.write(text)
+    written.append(path)
+    return written

@@ -1,0 +1,66 @@
+"""The evaluation grid: expansion, parallel resumable runs, report and plots."""
+
+import json
+import os
+
+import pytest
+
+from tdm_control import cli
+from tdm_control.config import ConfigError
+from tdm_control.grid import expand, load_grid, run_id
+
+GRID = """
+out: {out}
+task: cartpole_swingup
+seeds: [0, 1]
+steps: 6
+workers: 2
+experiments:
+  - name: horizon
+    models: {{ground truth: mujoco, TDM: {tdm}}}
+    planners: [{{planner: random_shooting, samples: 4}}]
+    horizons: [2, 3]
+  - name: proposal noise
+    models: {{TDM: {tdm}}}
+    planners: [{{planner: proposal, samples: 4, noise_variance: [0.1, 0.5]}}]
+    horizons: [2]
+prediction_error: {{horizon: 4, starts: 2}}
+"""
+
+
+def test_grid_expands_runs_resumes_and_reports(tiny_model, tmp_path, capsys):
+    _, tdm, _ = tiny_model
+    spec = tmp_path / "grid.yaml"
+    out = tmp_path / "out"
+    spec.write_text(GRID.format(out=out, tdm=tdm))
+    config = load_grid(str(spec))
+    runs = expand(config)
+    # 2 models x 2 horizons x 2 seeds + 2 noise levels x 2 seeds
+    assert len(runs) == 12 and len({run_id(r) for r in runs}) == 12
+    assert cli.main(["grid", str(spec), "--no-progress"]) == 0
+    files = sorted(os.listdir(out / "runs"))
+    assert len(files) == 12
+    result = json.loads((out / "runs" / files[0]).read_text())
+    assert {"return", "latency_median_s", "planner_params", "seed"} <= set(result)
+    # A second call finds every run on disk and only rewrites the report.
+    stamp = {f: os.path.getmtime(out / "runs" / f) for f in files}
+    assert cli.main(["grid", str(spec), "--no-progress"]) == 0
+    assert stamp == {f: os.path.getmtime(out / "runs" / f) for f in files}
+    report = (out / "report.md").read_text()
+    assert "## horizon" in report and "## proposal noise" in report and "noise_variance=0.5" in report
+    assert "Open-loop prediction error" in report
+    for png in ("horizon.png", "proposal_noise.png", "prediction_error.png"):
+        assert (out / png).stat().st_size > 10_000
+
+
+def test_grid_errors_name_what_is_wrong(tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("out: x\ntask: cartpole_swingup\nexperiments: [{name: a, models: {gt: mujoco}, planners: [{samples: 3}]}]\n")
+    with pytest.raises(ConfigError, match="'planner' key"):
+        load_grid(str(spec))
+    spec.write_text("out: x\ntask: cartpole_swingup\nseed: [0]\nexperiments: []\n")
+    with pytest.raises(ConfigError, match="seed.*did you mean 'seeds'"):
+        load_grid(str(spec))
+    spec.write_text("out: x\ntask: cartpole_swingup\nexperiments: [{name: a, models: {gt: mujoco}, "
+                    "planners: [{planner: cem, elite: 3}]}]\n")
+    assert cli.main(["grid", str(spec), "--report"]) == 2
