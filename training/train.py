@@ -270,18 +270,19 @@ def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainCon
                 writer.add_scalar("train/lr", lr, step)
                 writer.add_scalar("train/grad_norm", float(grad_norm), step)
             bar.update(1)
+            train_loss = float(losses["loss"].detach())
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{float(losses['loss']):.3f}", lr=f"{lr:.1e}")
+                bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.1e}")
             done = step + 1
             if done % config.eval_every == 0 or done == config.max_steps:
                 if rank == 0:
                     val = evaluate_loss(model, data.validation, data.tokenizer, device)
-                    metrics = {"step": done, "train_loss": float(losses["loss"]),
+                    metrics = {"step": done, "train_loss": train_loss,
                                **{f"val_{k}": v for k, v in val.items()},
                                "seconds": time.time() - started}
                     for k, v in val.items():
                         writer.add_scalar(f"val/{k}", v, done)
-                    bar.write(f"step {done}: train {float(losses['loss']):.4f}  val {val['loss']:.4f} "
+                    bar.write(f"step {done}: train {train_loss:.4f}  val {val['loss']:.4f} "
                               f"(obs {val['observation']:.4f}, reward {val['reward']:.4f}, "
                               f"action {val['action']:.4f})")
             if done % config.checkpoint_every == 0 or done == end:

@@ -12,11 +12,12 @@ import dataclasses
 
 import numpy as np
 
-from tdm_control.config import ConfigError, check
+from tdm_control.config import ConfigError
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.history import History
 from tdm_control.planning.base import Objective, PlanInfo, Planner
 from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.shooting import RandomShootingConfig
 
 
 def require_proposals(dynamics: Dynamics, what: str) -> None:
@@ -42,18 +43,9 @@ def proposal_noise(rng: np.random.Generator, samples: int, horizon: int, action_
 
 
 @dataclasses.dataclass(frozen=True)
-class ProposalConfig:
-    samples: int = 128
-    """K, candidate trajectories."""
-    horizon: int = 50
-    """N, steps each trajectory looks ahead."""
+class ProposalConfig(RandomShootingConfig):
     noise_variance: float = 0.2
     """Variance of the Brownian noise added to proposals (the paper's sigma sweep, fig. 5)."""
-
-    def __post_init__(self) -> None:
-        check(self.samples >= 1, "samples", f"must be >= 1, got {self.samples}")
-        check(self.horizon >= 1, "horizon", f"must be >= 1, got {self.horizon}")
-        check(self.noise_variance >= 0, "noise_variance", f"must be >= 0, got {self.noise_variance}")
 
 
 class ProposalShooting(Planner):
