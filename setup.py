@@ -57,6 +57,8 @@ setup(
     entry_points={
         "console_scripts": [
             "tdm-control = tdm_control.cli:main",
+            "sim_bridge = sim_bridge.bridge_node:main",  # ros2 run tdm_control sim_bridge
+            "planner_node = tdm_control.planner_node:main",  # ros2 run tdm_control planner_node
         ],
     },
 )

@@ -1,0 +1,115 @@
+"""Helpers for the tests that run real nodes: a private DDS domain per test, node processes, probes.
+
+Every test that talks DDS gets its own ROS_DOMAIN_ID, so concurrent test runs on
+one machine (and processes a failed test left behind) never see each other.
+Waiting is always on a condition with a generous deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CARTPOLE_CONFIG = os.path.join(ROOT, "config", "cartpole.yaml")
+DEADLINE_S = 60.0
+"""How long a test waits for something that normally takes well under a second (2 shared cores)."""
+
+_domains = iter(random.Random(os.getpid() ^ time.time_ns()).sample(range(1, 230), 229))
+
+
+@pytest.fixture
+def ros_domain():
+    """A DDS domain of this test's own (ROS_DOMAIN_ID, inherited by node processes)."""
+    previous = os.environ.get("ROS_DOMAIN_ID")
+    domain = next(_domains)
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    yield domain
+    if previous is None:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    else:
+        os.environ["ROS_DOMAIN_ID"] = previous
+
+
+class NodeProcess:
+    """A node (or the launcher) in a child process; its merged output is collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self.process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", MUJOCO_GL="disable", **(env or {})))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def node(cls, module: str, *ros_args: str, **kw) -> NodeProcess:
+        return cls(["-m", module, "--ros-args", *ros_args], **kw)
+
+    def _read(self) -> None:
+        for line in iter(self.process.stdout.readline, ""):
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "\n".join(self.lines)
+
+    def wait_for_output(self, pattern: str, timeout: float = DEADLINE_S) -> re.Match:
+        """Waits until a line matches regex `pattern`; fails the test with the output so far if none does."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            with self._lock:
+                for line in self.lines:
+                    match = regex.search(line)
+                    if match:
+                        return match
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                with self._lock:
+                    if any(regex.search(line) for line in self.lines):
+                        continue
+                pytest.fail(f"process exited ({self.process.returncode}) before printing {pattern!r}:\n{self.output}")
+            time.sleep(0.02)
+        pytest.fail(f"no line matching {pattern!r} within {timeout} s:\n{self.output}")
+
+    def wait(self, timeout: float = DEADLINE_S) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"process did not exit within {timeout} s:\n{self.output}")
+        self._reader.join(timeout=5)
+        return code
+
+    def interrupt(self, timeout: float = DEADLINE_S) -> int:
+        """SIGINT, as Ctrl-C; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def spin_until(node, condition, timeout: float = DEADLINE_S, what: str = "condition") -> None:
+    """Spins an in-process node until `condition()` holds; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        node.spin_once(0.05)
