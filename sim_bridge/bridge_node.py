@@ -152,7 +152,7 @@ class BridgeNode:
         waited = time.monotonic() - self.awaiting_since
         if waited > WAITING_LOG_PERIOD_S:
             self.log.warning(f"no command on {self.config.command_topic} for {waited:.0f} s; "
-                             "lockstep waits for the planner", throttle_s=WAITING_LOG_PERIOD_S)
+                             "lockstep waits for the planner", throttle_s=WAITING_LOG_PERIOD_S, throttle_key="waiting")
 
     def tick(self) -> None:
         """realtime: one control step with the newest command, or zero torque if it is too old."""
@@ -166,7 +166,7 @@ class BridgeNode:
         self.advance(torque)
 
     def on_reset(self, _: msg.Empty) -> None:
-        self.log.info(f"reset requested on {self.config.reset_topic}")
+        self.log.info(f"reset requested on {self.node.resolve(self.config.reset_topic)}")
         if self.lockstep and self.awaiting_since is not None:
             self.reset_requested = True  # applied when the command in flight arrives (it is discarded)
         elif not self.lockstep:

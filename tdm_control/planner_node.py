@@ -59,7 +59,8 @@ class PlannerNode:
                                           message.velocity)
         if answer is None:
             if self.core.episode is None:
-                self.log.info(f"waiting for the episode on {self.config.episode_topic}", throttle_s=5.0)
+                self.log.info(f"waiting for the episode on {self.node.resolve(self.config.episode_topic)}",
+                              throttle_s=5.0)
             return
         self.publish(answer)
 

@@ -113,3 +113,28 @@ def spin_until(node, condition, timeout: float = DEADLINE_S, what: str = "condit
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         node.spin_once(0.05)
+
+
+def params_args(tmp_path, overrides: dict[str, dict], base: str = CARTPOLE_CONFIG) -> list[str]:
+    """`--params-file base --params-file <overrides>`: node-specific overrides win, as in `ros2 launch`."""
+    from tdm_control.ros.params import write_params_file
+
+    path = tmp_path / f"overrides-{len(list(tmp_path.glob('overrides-*')))}.yaml"
+    write_params_file(str(path), overrides)
+    return ["--params-file", base, "--params-file", str(path)]
+
+
+def models_a_cartpole_planner_must_refuse(tmp_path) -> list[tuple[str, str]]:
+    """(model parameter, text its error must contain) for models that cannot plan for cartpole.
+
+    Hook for the ONNX loader: add a model exported for another task, e.g.
+    (path of a walker_stand .onnx, "walker_stand"); `make_dynamics` raises ConfigError
+    for it. The planner core test and the planner node test both use this list.
+    """
+    not_onnx = tmp_path / "not_a_model.onnx"
+    not_onnx.write_text("this is not an ONNX file\n")
+    return [
+        (str(tmp_path / "missing.onnx"), "missing.onnx"),
+        (str(not_onnx), "not_a_model.onnx"),
+        ("transformer", "transformer"),
+    ]

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from ros_helpers import models_a_cartpole_planner_must_refuse
 from sim_bridge.simulator import Simulator
 from tdm_control.evaluation import build_controller
 from tdm_control.planner_core import PlannerCore, PlannerNodeConfig
@@ -92,21 +93,6 @@ def test_bad_joint_states_get_zero_torque_and_the_reason(names, positions, veloc
     good = core.on_joint_state(stamp(1), NAMES, [0.0, 3.0], [0.0, 0.0])
     assert good.error is None and good.command.tolist() != [0.0]  # the node goes on planning
     core.close()
-
-
-def models_a_cartpole_planner_must_refuse(tmp_path):
-    """(model parameter, text the error must contain) for models that cannot plan for cartpole.
-
-    Hook for the ONNX loader: add a model exported for another task here, e.g.
-    (path of a walker_stand .onnx, "walker_stand"); the loader raises ConfigError for it.
-    """
-    not_onnx = tmp_path / "not_a_model.onnx"
-    not_onnx.write_text("this is not an ONNX file\n")
-    return [
-        (str(tmp_path / "missing.onnx"), "missing.onnx"),
-        (str(not_onnx), "not_a_model.onnx"),
-        ("transformer", "transformer"),
-    ]
 
 
 @pytest.mark.parametrize("config, message", [

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from tdm_control.config import ConfigError
 from tdm_control.ros import messages
 from tdm_control.ros.params import fully_qualified_name, node_parameters, parse_ros_args
-from tdm_control.ros.transport import CLOCK, Logger, Node, Publisher, QoS, resolve_topic
+from tdm_control.ros.transport import CLOCK, Logger, Node, Publisher, QoS, Subscription, resolve_topic
 
 try:
     from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
@@ -205,11 +205,15 @@ class EmbeddedPublisher(Publisher):
 
 
 @dataclasses.dataclass
-class _Subscription:
+class _Subscription(Subscription):
     reader: Any
     message_type: type
     callback: Callable[[Any], None]
     topic: str
+
+    @property
+    def publisher_count(self) -> int:
+        return len(self.reader.get_matched_publications())
 
 
 @dataclasses.dataclass
@@ -249,8 +253,11 @@ class EmbeddedNode(Node):
     def describe_transport(self) -> str:
         return f", {self._domain_description}"
 
+    def resolve(self, topic: str) -> str:
+        return resolve_topic(topic, self.name, self.namespace, self.remaps)
+
     def _topic(self, message_type: type, topic: str) -> tuple[Any, str]:
-        name = resolve_topic(topic, self.name, self.namespace, self.remaps)
+        name = self.resolve(topic)
         if name not in self._topics:
             self._topics[name] = Topic(self._participant, "rt" + name, idl_type(message_type))
         return self._topics[name], name
@@ -260,11 +267,13 @@ class EmbeddedNode(Node):
         return EmbeddedPublisher(DataWriter(self._participant, dds_topic, dds_qos(qos)))
 
     def create_subscription(self, message_type: type, topic: str, callback: Callable[[Any], None],
-                            qos: QoS) -> None:
+                            qos: QoS) -> Subscription:
         dds_topic, name = self._topic(message_type, topic)
         reader = DataReader(self._participant, dds_topic, dds_qos(qos))
         self._waitset.attach(ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any))
-        self._subscriptions.append(_Subscription(reader, message_type, self.guard(callback), name))
+        subscription = _Subscription(reader, message_type, self.guard(callback), name)
+        self._subscriptions.append(subscription)
+        return subscription
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         if period_s <= 0:

@@ -19,7 +19,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from tdm_control.ros.transport import Logger, Node, Publisher, QoS
+from tdm_control.ros.transport import Logger, Node, Publisher, QoS, Subscription
 
 BUILTIN_PARAMETERS = ("start_type_description_service",)
 """Parameters rclpy declares on every node that are not the package's (use_sim_time is kept)."""
@@ -86,8 +86,8 @@ class _RclpyLogger(Logger):
         super().__init__(ros_logger.name)
         self._ros = ros_logger
 
-    def _log(self, level: str, message: str, throttle_s: float | None) -> None:
-        if self._throttled(throttle_s):
+    def _log(self, level: str, message: str, throttle_s: float | None, key: str | None) -> None:
+        if self._throttled(key or message, throttle_s):
             return
         getattr(self._ros, "warning" if level == "warn" else level)(message)
 
@@ -102,6 +102,15 @@ class RclpyPublisher(Publisher):
     @property
     def subscription_count(self) -> int:
         return self._publisher.get_subscription_count()
+
+
+class RclpySubscription(Subscription):
+    def __init__(self, node: Any, topic: str) -> None:
+        self._node, self._topic = node, topic
+
+    @property
+    def publisher_count(self) -> int:
+        return self._node.count_publishers(self._topic)
 
 
 class RclpyNode(Node):
@@ -137,10 +146,14 @@ class RclpyNode(Node):
         return RclpyPublisher(self._node.create_publisher(ros_class(message_type), topic, ros_qos(qos)))
 
     def create_subscription(self, message_type: type, topic: str, callback: Callable[[Any], None],
-                            qos: QoS) -> None:
+                            qos: QoS) -> Subscription:
         guarded = self.guard(callback)
-        self._node.create_subscription(ros_class(message_type), topic,
-                                       lambda m: guarded(from_ros(m, message_type)), ros_qos(qos))
+        subscription = self._node.create_subscription(ros_class(message_type), topic,
+                                                      lambda m: guarded(from_ros(m, message_type)), ros_qos(qos))
+        return RclpySubscription(self._node, subscription.topic_name)
+
+    def resolve(self, topic: str) -> str:
+        return self._node.resolve_topic_name(topic)
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
         self._node.create_timer(period_s, self.guard(callback), clock=self._steady)

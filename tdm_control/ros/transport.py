@@ -58,8 +58,20 @@ class Publisher(abc.ABC):
         """Subscriptions currently matched with this publisher."""
 
 
+class Subscription(abc.ABC):
+    @property
+    @abc.abstractmethod
+    def publisher_count(self) -> int:
+        """Publishers currently matched with this subscription."""
+
+
 class Logger:
-    """Writes '[LEVEL] [wall time] [node]: message' lines; `throttle_s` limits a call site's rate."""
+    """Writes '[LEVEL] [wall time] [node]: message' lines.
+
+    `throttle_s` limits how often one call site logs one message: a flood of the same
+    error is logged once per `throttle_s` seconds, a different error at once. Messages
+    that change every time (a duration) pass a fixed `throttle_key` instead.
+    """
 
     LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
 
@@ -67,37 +79,37 @@ class Logger:
         self.name = name
         self.threshold = self.LEVELS.get(level.lower(), 20)
         self.stream = stream
-        self._last: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int, str], float] = {}
 
-    def _throttled(self, throttle_s: float | None) -> bool:
+    def _throttled(self, key: str, throttle_s: float | None) -> bool:
         if not throttle_s:
             return False
         caller = sys._getframe(3)
-        site = (caller.f_code.co_filename, caller.f_lineno)
+        site = (caller.f_code.co_filename, caller.f_lineno, key)
         now = time.monotonic()
         if now - self._last.get(site, -float("inf")) < throttle_s:
             return True
         self._last[site] = now
         return False
 
-    def _log(self, level: str, message: str, throttle_s: float | None) -> None:
-        if self.LEVELS[level] < self.threshold or self._throttled(throttle_s):
+    def _log(self, level: str, message: str, throttle_s: float | None, key: str | None) -> None:
+        if self.LEVELS[level] < self.threshold or self._throttled(key or message, throttle_s):
             return
         stream = self.stream or sys.stderr
         stream.write(f"[{level.upper()}] [{time.time():.6f}] [{self.name}]: {message}\n")
         stream.flush()
 
-    def debug(self, message: str, throttle_s: float | None = None) -> None:
-        self._log("debug", message, throttle_s)
+    def debug(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("debug", message, throttle_s, throttle_key)
 
-    def info(self, message: str, throttle_s: float | None = None) -> None:
-        self._log("info", message, throttle_s)
+    def info(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("info", message, throttle_s, throttle_key)
 
-    def warning(self, message: str, throttle_s: float | None = None) -> None:
-        self._log("warn", message, throttle_s)
+    def warning(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("warn", message, throttle_s, throttle_key)
 
-    def error(self, message: str, throttle_s: float | None = None) -> None:
-        self._log("error", message, throttle_s)
+    def error(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("error", message, throttle_s, throttle_key)
 
 
 class Node(abc.ABC):
@@ -122,8 +134,12 @@ class Node(abc.ABC):
 
     @abc.abstractmethod
     def create_subscription(self, message_type: type, topic: str, callback: Callable[[Any], None],
-                            qos: QoS) -> None:
+                            qos: QoS) -> Subscription:
         """Calls `callback(message)` for each message received on `topic`."""
+
+    @abc.abstractmethod
+    def resolve(self, topic: str) -> str:
+        """The fully qualified name of `topic` for this node ('~/reset' -> '/sim_bridge/reset')."""
 
     @abc.abstractmethod
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
@@ -171,7 +187,7 @@ class Node(abc.ABC):
                 raise
             except Exception:  # noqa: BLE001 - reported in full, and the node goes on
                 self.logger.error(f"callback {getattr(callback, '__qualname__', callback)} failed:\n"
-                                  f"{traceback.format_exc()}", throttle_s=1.0)
+                                  f"{traceback.format_exc()}", throttle_s=1.0, throttle_key=repr(callback))
 
         return guarded
 
