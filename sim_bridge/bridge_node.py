@@ -49,6 +49,7 @@ class BridgeNode:
         self.last_sent = 0.0
         self.reset_requested = False
         self.answer_waits: list[float] = []  # lockstep: state first sent -> its command received (s)
+        self.episode_walls: list[float] = []  # wall-clock seconds each finished episode took
         self.republished = 0
         self.bad_commands = 0
         self.timed_out = True
@@ -86,6 +87,7 @@ class BridgeNode:
 
     def finish_episode(self, interrupted: bool = False) -> None:
         episode_return = self.core.end_episode()
+        self.episode_walls.append(time.monotonic() - self.episode_started)
         how = f"interrupted by a reset after {self.core.steps_done} steps" if interrupted else \
             f"finished: {self.core.steps_done} steps"
         # repr keeps every digit, so logs can be compared with in-process evaluation exactly.
@@ -182,6 +184,8 @@ class BridgeNode:
             "answer_wait_median_s": float(np.median(waits)) if waits.size else None,
             "answer_wait_p99_s": float(np.percentile(waits, 99)) if waits.size else None,
             "answered_states": int(waits.size),
+            "answer_waits_s": waits.tolist(),
+            "episode_wall_s": self.episode_walls,
             "republished_states": self.republished,
             "bad_commands": self.bad_commands,
             "wall_time_s": time.monotonic() - self.started,

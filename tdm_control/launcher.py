@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 import yaml
 
 from tdm_control.config import ConfigError
-from tdm_control.ros.params import read_params_file, write_params_file
+from tdm_control.ros.params import node_parameters, parse_ros_args, write_params_file
 from tdm_control.ros.transport import TRANSPORT_ENV, TRANSPORTS
 
 
@@ -201,19 +202,34 @@ class Launcher:
         return 0 if clean else 1
 
 
+def print_returns(path: str, say) -> None:
+    """Prints the episode returns from the bridge's result file, if it wrote one."""
+    try:
+        with open(path) as f:
+            returns = json.load(f)["returns"]
+    except (OSError, ValueError, KeyError):
+        return
+    if returns:
+        say(f"episode returns: {', '.join(f'{r:.3f}' for r in returns)}"
+            + (f" (mean {sum(returns) / len(returns):.3f})" if len(returns) > 1 else ""))
+
+
 def main(args: argparse.Namespace) -> int:
     """Runs `tdm-control launch` with parsed arguments."""
     if not os.path.isfile(args.params_file):
         raise ConfigError(f"parameter file {args.params_file!r} does not exist")
-    read_params_file(args.params_file)  # fail here, not in two nodes
+    file_params = node_parameters(parse_ros_args(["--ros-args", "--params-file", args.params_file]), "/sim_bridge")
     overrides = overrides_from(args)
     with tempfile.TemporaryDirectory(prefix="tdm-launch-") as folder:
-        files = [os.path.abspath(args.params_file)]
-        if overrides:
-            # Node-specific entries in a later file override the params file, as `ros2 launch`
-            # parameters do (a plain `-p` would lose to the file's node-specific entries).
-            path = os.path.join(folder, "overrides.yaml")
-            write_params_file(path, overrides)
-            files.append(path)
-        launcher = Launcher(files, args.transport, args.stop_timeout)
-        return launcher.run()
+        # The bridge always writes its summary somewhere, so the returns can be printed at the end.
+        result = overrides.get("sim_bridge", {}).get("result_path") or file_params.get("result_path") \
+            or os.path.join(folder, "result.json")
+        overrides.setdefault("sim_bridge", {})["result_path"] = result
+        # Node-specific entries in a later file override the params file, as `ros2 launch`
+        # parameters do (a plain `-p` would lose to the file's node-specific entries).
+        path = os.path.join(folder, "overrides.yaml")
+        write_params_file(path, overrides)
+        launcher = Launcher([os.path.abspath(args.params_file), path], args.transport, args.stop_timeout)
+        code = launcher.run()
+        print_returns(result, launcher.say)
+        return code

@@ -1,6 +1,7 @@
 """Parameters as `ros2 run` gives them: --ros-args, params files, rclcpp's precedence, typed configs."""
 
 import dataclasses
+import os
 
 import pytest
 
@@ -11,7 +12,7 @@ from tdm_control.ros.params import (config_from_parameters, flatten, nest, node_
                                     parse_ros_args, read_params_file, salvage_config, write_params_file)
 from tdm_control.ros.transport import resolve_topic
 
-from ros_helpers import CARTPOLE_CONFIG
+from ros_helpers import CARTPOLE_CONFIG, ROOT
 
 PARAMS = """
 /**:
@@ -111,6 +112,18 @@ def test_shipped_config_builds_both_node_configs():
     assert planner.model == "mujoco" and planner.planner_params["samples"] == 128
     assert parameters_of(planner)["planner_params.samples"] == 128
     assert parameters_of(bridge)["joints"] == ["slider"]
+
+
+@pytest.mark.parametrize("config_file", ["cartpole.yaml", "walker.yaml"])
+def test_every_shipped_config_makes_working_cores(config_file):
+    from sim_bridge.bridge_core import BridgeCore
+    from tdm_control.planner_core import PlannerCore
+
+    ros = parse_ros_args(["--ros-args", "--params-file", os.path.join(ROOT, "config", config_file)])
+    bridge = BridgeCore(config_from_parameters(BridgeConfig, node_parameters(ros, "/sim_bridge")))
+    planner = PlannerCore(config_from_parameters(PlannerNodeConfig, node_parameters(ros, "/planner_node")))
+    assert planner.error is None and planner.layout.joints == bridge.layout.joints
+    planner.close()
 
 
 @pytest.mark.parametrize("params, message", [
