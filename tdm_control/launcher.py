@@ -18,6 +18,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
@@ -97,14 +98,17 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {node: values for node, values in out.items() if values}
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the node gets SIGTERM if the launcher dies without stopping it (e.g. SIGKILL)."""
-    try:
-        import ctypes
+try:
+    _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+except OSError:  # pragma: no cover
+    _LIBC = None
+PR_SET_PDEATHSIG = 1
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the node gets SIGTERM if the launcher dies without stopping it (e.g. SIGKILL)."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Launcher:
@@ -139,10 +143,12 @@ class Launcher:
         ros_args = ["--ros-args"] + [a for f in self.params_files for a in ("--params-file", f)]
         for spec in NODES:
             # Own session: a terminal's Ctrl-C reaches the launcher only, which then stops each node once.
-            process = subprocess.Popen([sys.executable, "-m", spec.module, *ros_args], env=env, text=True,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1,
-                                       start_new_session=True, preexec_fn=_die_with_parent)
-            self.processes[spec.name] = process
+            # All children are forked before any log thread starts (preexec_fn and threads do not mix).
+            self.processes[spec.name] = subprocess.Popen(
+                [sys.executable, "-m", spec.module, *ros_args], env=env, text=True, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent)
+        for spec in NODES:
+            process = self.processes[spec.name]
             thread = threading.Thread(target=self._stream, args=(spec.name, process.stdout), daemon=True)
             thread.start()
             self._streams.append(thread)

@@ -111,6 +111,7 @@ class PlannerCore:
         """Why the node cannot plan (it sends zero torque), or None."""
         self.task = None
         self.layout: CommandLayout | None = None
+        self.reader: JointStateReader | None = None
         self.dynamics = None
         self.controller: Controller | None = None
         self.uses_episode_topic = bool(config.episode_topic)

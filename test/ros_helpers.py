@@ -7,12 +7,14 @@ Waiting is always on a condition with a generous deadline, never a fixed sleep.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -23,20 +25,44 @@ CARTPOLE_CONFIG = os.path.join(ROOT, "config", "cartpole.yaml")
 DEADLINE_S = 60.0
 """How long a test waits for something that normally takes well under a second (2 shared cores)."""
 
-_domains = iter(random.Random(os.getpid() ^ time.time_ns()).sample(range(1, 230), 229))
+DOMAINS = range(1, 230)
+"""DDS domains tests may use (0 is left to whatever else runs on the machine)."""
+_used: set[int] = set()
+
+
+def _claim_domain() -> tuple[int, object]:
+    """A domain no other test (in this or a concurrent test run) holds: an flock per domain.
+
+    The lock goes away with the process that holds it, so a crashed run frees its domains.
+    """
+    candidates = [d for d in DOMAINS if d not in _used]
+    random.Random(os.getpid() ^ time.time_ns()).shuffle(candidates)
+    for domain in candidates:
+        lock = open(os.path.join(tempfile.gettempdir(), f"tdm_control-test-ros-domain-{domain}.lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        _used.add(domain)  # never reused in this run: a straggling process of an earlier test may linger
+        return domain, lock
+    raise RuntimeError("no free DDS domain for the test")
 
 
 @pytest.fixture
 def ros_domain():
     """A DDS domain of this test's own (ROS_DOMAIN_ID, inherited by node processes)."""
     previous = os.environ.get("ROS_DOMAIN_ID")
-    domain = next(_domains)
+    domain, lock = _claim_domain()
     os.environ["ROS_DOMAIN_ID"] = str(domain)
-    yield domain
-    if previous is None:
-        os.environ.pop("ROS_DOMAIN_ID", None)
-    else:
-        os.environ["ROS_DOMAIN_ID"] = previous
+    try:
+        yield domain
+    finally:
+        lock.close()
+        if previous is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = previous
 
 
 class NodeProcess:

@@ -36,7 +36,9 @@ def console_scripts() -> dict[str, str]:
 
 def test_launch_files_exist_and_compile(tmp_path):
     assert {os.path.basename(p) for p in LAUNCH_FILES} >= {"cartpole.launch.py", "walker.launch.py"}
-    for path in LAUNCH_FILES + [os.path.join(ROOT, "tdm_control", "ros", "launch_description.py")]:
+    ros_modules = [os.path.join(ROOT, "tdm_control", "ros", name)
+                   for name in ("launch_description.py", "rclpy_transport.py")]  # need ROS 2 to import
+    for path in LAUNCH_FILES + ros_modules:
         py_compile.compile(path, cfile=str(tmp_path / "x.pyc"), doraise=True)
 
 

@@ -128,21 +128,6 @@ def to_idl(message: Any) -> Any:
     return idl_type(cls)(**fields)
 
 
-def from_idl(sample: Any, message_type: type) -> Any:
-    """An IDL struct back to the message dataclass `message_type`."""
-    hints = typing.get_type_hints(message_type, include_extras=True)
-    values = {}
-    for f in dataclasses.fields(message_type):
-        annotation, value = hints[f.name], getattr(sample, f.name)
-        if dataclasses.is_dataclass(annotation):
-            value = from_idl(value, annotation)
-        elif typing.get_origin(annotation) is list:
-            (item,) = typing.get_args(annotation)
-            value = [from_idl(v, item) for v in value] if dataclasses.is_dataclass(item) else list(value)
-        values[f.name] = value
-    return message_type(**values)
-
-
 def serialize(message: Any) -> bytes:
     """The CDR bytes (4-byte encapsulation header, little-endian) this transport puts on the wire for `message`,
     before DDS pads them to a multiple of 4 bytes."""
@@ -312,7 +297,7 @@ class EmbeddedNode(Node):
         if wait > 0:
             self._waitset.wait(int(wait * 1e9))
         for _, _, sub, sample in self._take_all():
-            sub.callback(from_idl(sample, sub.message_type))
+            sub.callback(messages.from_fields(sample, sub.message_type))
         now = time.monotonic()
         for timer in self._timers:
             if now >= timer.due:

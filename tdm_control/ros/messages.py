@@ -13,7 +13,8 @@ ROS unbounded sequences.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, ClassVar
+import typing
+from typing import Annotated, Any, ClassVar
 
 int32 = Annotated[int, "int32"]
 uint32 = Annotated[int, "uint32"]
@@ -132,3 +133,22 @@ def vector(values, label: str = "") -> Float64MultiArray:
     return Float64MultiArray(
         layout=MultiArrayLayout(dim=[MultiArrayDimension(label=label, size=len(data), stride=len(data))]),
         data=data)
+
+
+def from_fields(source: Any, message_type: type) -> Any:
+    """The message `message_type` read field by field from an object with the same fields.
+
+    Transports use it to turn what they received (an IDL struct, a rosidl message)
+    into the dataclass; sequences become lists.
+    """
+    hints = typing.get_type_hints(message_type)
+    values = {}
+    for field in dataclasses.fields(message_type):
+        annotation, value = hints[field.name], getattr(source, field.name)
+        if dataclasses.is_dataclass(annotation):
+            value = from_fields(value, annotation)
+        elif typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            value = [from_fields(v, item) for v in value] if dataclasses.is_dataclass(item) else list(value)
+        values[field.name] = value
+    return message_type(**values)

@@ -19,6 +19,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from tdm_control.ros.messages import from_fields
 from tdm_control.ros.transport import Logger, Node, Publisher, QoS, Subscription
 
 BUILTIN_PARAMETERS = ("start_type_description_service",)
@@ -55,21 +56,6 @@ def to_ros(message: Any) -> Any:
             value = typing.get_args(annotation)[0](value)
         setattr(out, f.name, value)
     return out
-
-
-def from_ros(message: Any, message_type: type) -> Any:
-    """A rosidl message back to the message dataclass `message_type`."""
-    hints = typing.get_type_hints(message_type, include_extras=True)
-    values = {}
-    for f in dataclasses.fields(message_type):
-        annotation, value = hints[f.name], getattr(message, f.name)
-        if dataclasses.is_dataclass(annotation):
-            value = from_ros(value, annotation)
-        elif typing.get_origin(annotation) is list:
-            (item,) = typing.get_args(annotation)
-            value = [from_ros(v, item) for v in value] if dataclasses.is_dataclass(item) else list(value)
-        values[f.name] = value
-    return message_type(**values)
 
 
 def ros_qos(qos: QoS) -> QoSProfile:
@@ -149,7 +135,7 @@ class RclpyNode(Node):
                             qos: QoS) -> Subscription:
         guarded = self.guard(callback)
         subscription = self._node.create_subscription(ros_class(message_type), topic,
-                                                      lambda m: guarded(from_ros(m, message_type)), ros_qos(qos))
+                                                      lambda m: guarded(from_fields(m, message_type)), ros_qos(qos))
         return RclpySubscription(self._node, subscription.topic_name)
 
     def resolve(self, topic: str) -> str:

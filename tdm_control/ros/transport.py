@@ -127,6 +127,7 @@ class Node(abc.ABC):
     parameters: dict[str, Any]
     """Parameter overrides given to this node (params files, -p), dotted names."""
     logger: Logger
+    _shutdown_requested: bool = False
 
     @abc.abstractmethod
     def create_publisher(self, message_type: type, topic: str, qos: QoS) -> Publisher:
@@ -170,7 +171,7 @@ class Node(abc.ABC):
 
     @property
     def shutdown_requested(self) -> bool:
-        return getattr(self, "_shutdown_requested", False)
+        return self._shutdown_requested
 
     def spin(self) -> None:
         """Runs callbacks until `request_shutdown`, SIGINT or SIGTERM."""
