@@ -83,3 +83,12 @@ def test_bad_launcher_arguments(tmp_path):
     assert missing.wait() == 2 and "does not exist" in missing.output
     bad_set = launch("--set", "planner.samples=3")
     assert bad_set.wait() == 2 and "unknown node 'planner'" in bad_set.output
+
+
+def test_loop_latency_benchmark_runs(ros_domain):  # noqa: F811
+    bench = NodeProcess([os.path.join("benchmarks", "loop_latency.py"), "--steps", "30", "--episodes", "1"])
+    assert bench.wait() == 0, bench.output
+    rows = {line.split()[0]: line.split()[1:] for line in bench.lines if line.startswith(("responder", "planner_node"))}
+    assert set(rows) == {"responder", "planner_node"}
+    for states, median, p99, maximum, throughput in rows.values():
+        assert int(states) == 30 and 0 < float(median) <= float(p99) <= float(maximum) and float(throughput) > 0

@@ -6,8 +6,10 @@ rosbags decodes it back to the same values, and the bytes that actually travel
 through DDS (captured raw by a reader on the `rt/` topic) are those bytes.
 """
 
+import ast
 import dataclasses
 import math
+import os
 import typing
 
 import numpy as np
@@ -59,6 +61,14 @@ def samples():
 
 def test_every_message_type_used_has_a_sample():
     assert set(samples()) == set(m.MESSAGES) == set(DDS_NAMES)
+    # ...and the nodes use no message type outside MESSAGES.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in ("sim_bridge/bridge_node.py", "tdm_control/planner_node.py", "tdm_control/ros/embedded.py"):
+        tree = ast.parse(open(os.path.join(root, path)).read())
+        used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name) and node.value.id in ("msg", "messages")}
+        used = {getattr(m, name) for name in used if isinstance(getattr(m, name, None), type)}
+        assert used and used <= set(m.MESSAGES), (path, used - set(m.MESSAGES))
 
 
 def rosbags_message(typestore, message):
