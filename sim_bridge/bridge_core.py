@@ -142,10 +142,14 @@ class BridgeCore:
         return self.config.episodes > 0 and len(self.returns) >= self.config.episodes
 
     # ------------------------------------------------------------- stepping
+    @property
+    def stamp_ns(self) -> int:
+        """Simulation time of the current state since the episode began (ns), exact."""
+        return self.simulator.step_count * self.step_ns
+
     def state(self) -> JointSample:
         positions, velocities, efforts = self.simulator.joint_state()
-        return JointSample(self.simulator.step_count * self.step_ns, self.task.joint_names,
-                           positions, velocities, efforts)
+        return JointSample(self.stamp_ns, self.task.joint_names, positions, velocities, efforts)
 
     def step(self, torque: np.ndarray) -> float:
         """Applies torques (m,) in actuator order (N·m) for one control step; returns the task reward."""

@@ -55,7 +55,7 @@ class BridgeNode:
         self.timed_out = True
         self.started = time.monotonic()
         if self.lockstep:
-            node.create_timer(config.republish_period, self.republish)
+            node.create_timer(config.republish_period / 2, self.republish)  # re-sends within 1.5 periods
         else:
             node.create_timer(self.core.task.control_timestep / config.speed_factor, self.tick)
         task = self.core.task
@@ -74,7 +74,7 @@ class BridgeNode:
         self.last_sent = time.monotonic()
 
     def publish_clock(self) -> None:
-        self.pub_clock.publish(msg.Clock(clock=msg.Time.from_ns(self.core.state().stamp_ns)))
+        self.pub_clock.publish(msg.Clock(clock=msg.Time.from_ns(self.core.stamp_ns)))
 
     def start_episode(self) -> None:
         episode = self.core.begin_episode()
