@@ -148,8 +148,13 @@ class PlannerCore:
             raise ConfigError(f"model: {c.model!r} cannot be used for task {c.task}: {detail}") from None
 
     def set_episode(self, episode: int) -> None:
-        """The bridge announced episode `episode` (from the latched episode topic)."""
+        """The bridge announced episode `episode` (from the latched episode topic).
+
+        Every announcement starts an episode, also one with the index of the running
+        one: a restarted bridge announces episode 0 again.
+        """
         self.episode = int(episode)
+        self._controller_episode = None
 
     def on_joint_state(self, stamp_ns: int, names: Sequence[str], positions: Sequence[float],
                        velocities: Sequence[float]) -> Answer | None:

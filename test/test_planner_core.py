@@ -68,6 +68,19 @@ def test_each_state_is_answered_once_and_waits_for_its_episode(tasks):
     core.close()
 
 
+def test_a_restarted_bridge_announcing_episode_0_again_starts_over(tasks):
+    task = tasks["cartpole_swingup"]
+    (q0, v0), (q1, v1) = states(task, seed=0, n=2)
+    core = PlannerCore(CONFIG)
+    core.set_episode(0)
+    first = core.on_joint_state(0, NAMES, q0, v0)
+    core.on_joint_state(stamp(1), NAMES, q1, v1)
+    core.set_episode(0)  # the new bridge's announcement
+    again = core.on_joint_state(0, NAMES, q0, v0)
+    assert again is not None and again.command.tolist() == first.command.tolist()  # same seed, fresh history
+    core.close()
+
+
 def test_without_an_episode_topic_time_going_back_starts_an_episode(tasks):
     task = tasks["cartpole_swingup"]
     (q0, v0), (q1, v1) = states(task, seed=0, n=2)
