@@ -58,6 +58,8 @@ setup(
         "console_scripts": [
             "tdm-control = tdm_control.cli:main",
             "tdm-train = training.cli:main",
+            "sim_bridge = sim_bridge.bridge_node:main",  # ros2 run tdm_control sim_bridge
+            "planner_node = tdm_control.planner_node:main",  # ros2 run tdm_control planner_node
         ],
     },
 )

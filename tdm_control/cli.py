@@ -2,6 +2,7 @@
 
     tdm-control eval --task cartpole_swingup --model mujoco --planner random_shooting \
         --samples 128 --horizon 50 --episodes 4 --seed 0 --out results/rs.json
+    tdm-control launch config/cartpole.yaml --steps 200
     tdm-control list
 """
 
@@ -14,6 +15,7 @@ from typing import Sequence
 
 import yaml
 
+from tdm_control import launcher
 from tdm_control.config import ConfigError
 from tdm_control.dynamics import MODELS
 from tdm_control.planning import PLANNERS
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("spec", help="grid YAML, e.g. config/eval/cartpole_swingup.yaml")
     grid.add_argument("--report", action="store_true", help="only write the report from the runs on disk")
     grid.add_argument("--no-progress", action="store_true")
+    launch = sub.add_parser("launch", help="run the ROS 2 nodes (bridge and planner) as processes, "
+                                           "without ROS 2 launch")
+    launcher.add_arguments(launch)
 
     sub.add_parser("list", help="list tasks, planners and models")
     return parser
@@ -170,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _prediction_error(args)
         if args.command == "grid":
             return _grid(args)
+        if args.command == "launch":
+            return launcher.main(args)
         return _list()
     except (ConfigError, FileNotFoundError) as e:
         print(f"tdm-control: error: {e}", file=sys.stderr)

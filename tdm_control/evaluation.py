@@ -15,7 +15,7 @@ from tqdm import tqdm
 from sim_bridge.simulator import Simulator
 from tdm_control.config import ConfigError
 from tdm_control.controller import Controller
-from tdm_control.dynamics import make_dynamics
+from tdm_control.dynamics import Dynamics, make_dynamics
 from tdm_control.planning import ObservationReward, PredictedReward, make_planner, planner_config
 from tdm_control.tasks import make_task
 
@@ -82,11 +82,16 @@ def run_episode(simulator: Simulator, controller: Controller, steps: int,
     return simulator.episode_return, latencies
 
 
-def build_controller(config: EvalConfig, task, episode: int) -> Controller:
-    """The controller for one episode: model, objective and a planner seeded for that episode."""
+def build_controller(config: EvalConfig, task, episode: int, dynamics: Dynamics | None = None) -> Controller:
+    """The controller for one episode: model, objective and a planner seeded for that episode.
+
+    `dynamics` reuses a model already loaded for `config.model` (the planner resets it
+    with each episode); None loads it.
+    """
     if config.objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {config.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
-    dynamics = make_dynamics(config.model, task)
+    if dynamics is None:
+        dynamics = make_dynamics(config.model, task)
     objective = ObservationReward(task.reward) if config.objective == "observation" else PredictedReward()
     planner = make_planner(config.planner, dynamics, objective, task.action_size,
                            episode_rng(config.seed, episode), config.planner_params)

@@ -1,0 +1,176 @@
+"""Loop latency of the closed loop over DDS: state published -> command received, planning excluded.
+
+    python benchmarks/loop_latency.py [--steps 1000] [--episodes 3]
+
+Runs the real bridge node (lockstep, cartpole) as a process and measures, per
+step, the time from the bridge first publishing a joint state to the bridge
+receiving the command that answers it (the bridge records it). Two planners:
+
+* responder: this script answers each new state at once with a zero command
+  (embedded transport, no planning): the transport's own round trip.
+* planner_node: the real planner node as a process (ground-truth model, K=1,
+  N=1); its planning time for each state, published on ~/planning_info, is
+  subtracted, leaving message conversion, checks and DDS.
+
+State throughput is answered states per second of episode wall time: how fast
+the lockstep loop runs when planning costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tdm_control.ros import messages as m  # noqa: E402
+from tdm_control.ros.params import write_params_file  # noqa: E402
+from tdm_control.ros.transport import COMMANDS, LATEST_SENSOR_DATA, QoS  # noqa: E402
+
+CONFIG = os.path.join(ROOT, "config", "cartpole.yaml")
+DEADLINE_S = 600.0
+"""Longest one run may take before the benchmark gives up."""
+
+
+def start(module: str, params_file: str, overrides: dict, folder: str) -> subprocess.Popen:
+    path = os.path.join(folder, f"{module}.yaml")
+    write_params_file(path, overrides)
+    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params_file,
+                             "--params-file", path], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, MUJOCO_GL="disable"))
+
+
+def finish(process: subprocess.Popen, name: str) -> None:
+    try:
+        code = process.wait(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise SystemExit(f"{name} did not finish within {DEADLINE_S} s")
+    if code != 0:
+        raise SystemExit(f"{name} failed ({code}):\n{process.stderr.read()}")
+
+
+def bridge_overrides(steps: int, episodes: int, result: str) -> dict:
+    return {"sim_bridge": {"steps": steps, "episodes": episodes, "progress_period": 0, "result_path": result,
+                           "use_sim_time": False},
+            "planner_node": {"use_sim_time": False}}
+
+
+def run_with_responder(steps: int, episodes: int, folder: str) -> dict:
+    """The bridge against a zero-time responder in this process."""
+    from tdm_control.ros.embedded import EmbeddedNode
+
+    node = EmbeddedNode("responder", [])
+    commands = node.create_publisher(m.Float64MultiArray, "/effort_controller/commands", COMMANDS)
+    answered: set[tuple[int, int]] = set()
+    episode = [-1]
+
+    def on_state(state: m.JointState) -> None:
+        key = (episode[0], state.header.stamp.to_ns())
+        if episode[0] >= 0 and key not in answered:  # each state once, as the planner node does
+            answered.add(key)
+            commands.publish(m.Float64MultiArray(data=[0.0]))
+
+    node.create_subscription(m.JointState, "/joint_states", on_state, LATEST_SENSOR_DATA)
+    node.create_subscription(m.Int32, "/sim_bridge/episode", lambda e: episode.__setitem__(0, e.data),
+                             QoS(reliable=True, transient_local=True, depth=1))
+    result = os.path.join(folder, "responder.json")
+    bridge = start("sim_bridge.bridge_node", CONFIG, bridge_overrides(steps, episodes, result), folder)
+    while bridge.poll() is None:
+        node.spin_once(0.05)
+    node.close()
+    finish(bridge, "sim_bridge")
+    with open(result) as f:
+        return json.load(f)
+
+
+def run_with_planner_node(steps: int, episodes: int, folder: str) -> tuple[dict, dict]:
+    """The bridge against the real planner node (K=1, N=1); returns the bridge summary and stamp -> planning s."""
+    from tdm_control.ros.embedded import EmbeddedNode
+
+    node = EmbeddedNode("monitor", [])
+    planning: dict[tuple[int, float], float] = {}
+    episode = [0]
+    info_sub = node.create_subscription(
+        m.Float64MultiArray, "/planner_node/planning_info",
+        lambda i: planning.__setitem__((episode[0], round(i.data[0], 6)), i.data[1]), QoS(depth=1000))
+    node.create_subscription(m.Int32, "/sim_bridge/episode", lambda e: episode.__setitem__(0, e.data),
+                             QoS(reliable=True, transient_local=True, depth=1))
+    planner = start("tdm_control.planner_node", CONFIG, {"planner_node": {
+        "planner_params": {"samples": 1, "horizon": 1}, "use_sim_time": False}}, folder)
+    deadline = time.monotonic() + DEADLINE_S
+    while info_sub.publisher_count == 0:  # every planning_info must reach this monitor
+        if time.monotonic() > deadline or planner.poll() is not None:
+            raise SystemExit("the planner node did not come up")
+        node.spin_once(0.05)
+    result = os.path.join(folder, "planner.json")
+    bridge = start("sim_bridge.bridge_node", CONFIG, bridge_overrides(steps, episodes, result), folder)
+    while bridge.poll() is None:
+        node.spin_once(0.05)
+    finish(bridge, "sim_bridge")
+    node.spin_once(0.1)
+    planner.terminate()
+    planner.wait()
+    node.close()
+    with open(result) as f:
+        return json.load(f), planning
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def describe(name: str, waits: np.ndarray, summary: dict) -> str:
+    throughput = summary["answered_states"] / sum(summary["episode_wall_s"])
+    return (f"{name:<13} {waits.size:>6} {1e3 * np.median(waits):>10.3f} {1e3 * np.percentile(waits, 99):>9.3f} "
+            f"{1e3 * waits.max():>9.3f} {throughput:>11.0f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000, help="steps per episode (at most 1000)")
+    parser.add_argument("--episodes", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(1, 200)))  # a domain of its own
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({cpu_model()}), "
+          f"Python {platform.python_version()}, cyclonedds {importlib.metadata.version('cyclonedds')}")
+    print(f"load average before the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bridge: cartpole_swingup lockstep, {args.episodes} episode(s) x {args.steps} steps, "
+          f"embedded transport, ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
+    with tempfile.TemporaryDirectory() as folder:
+        responder = run_with_responder(args.steps, args.episodes, folder)
+        bridge, planning = run_with_planner_node(args.steps, args.episodes, folder)
+    step_s = 0.01
+    raw = np.asarray(bridge["answer_waits_s"])
+    stamps = [(e, round(t * step_s, 6)) for e in range(args.episodes) for t in range(args.steps)]
+    missing = [s for s in stamps if s not in planning]
+    if missing:
+        raise SystemExit(f"planning_info missing for {len(missing)} states, e.g. {missing[:3]}")
+    planned = np.asarray([planning[s] for s in stamps])
+    print()
+    print("state published -> command received, planning excluded (ms); throughput in states/s")
+    print(f"{'planner':<13} {'states':>6} {'median':>10} {'p99':>9} {'max':>9} {'throughput':>11}")
+    print(describe("responder", np.asarray(responder["answer_waits_s"]), responder))
+    print(describe("planner_node", raw - planned, bridge))
+    print(f"(planner_node planning time itself: median {1e3 * np.median(planned):.3f} ms; "
+          f"its loop including planning: median {1e3 * np.median(raw):.3f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The ROS 2 messages the nodes exchange, as plain dataclasses that import no middleware.
+
+Node code builds and reads these; each transport converts them to its own
+representation (rosidl classes under rclpy, Cyclone DDS IDL types in the
+embedded transport). Field names, order and types follow the ROS 2 interface
+definitions exactly, so the conversion is field by field and the embedded CDR
+bytes equal those of ROS 2 (a test checks them against rosbags).
+
+Scalar field types are written `Annotated[python type, ros primitive]`; lists are
+ROS unbounded sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Annotated, Any, ClassVar
+
+int32 = Annotated[int, "int32"]
+uint32 = Annotated[int, "uint32"]
+float64 = Annotated[float, "float64"]
+
+NANOSECONDS_PER_SECOND = 1_000_000_000
+
+
+@dataclasses.dataclass
+class Time:
+    """builtin_interfaces/Time: a point in time, seconds plus nanoseconds."""
+
+    ros_type: ClassVar[str] = "builtin_interfaces/msg/Time"
+    sec: int32 = 0
+    nanosec: uint32 = 0
+
+    @classmethod
+    def from_ns(cls, nanoseconds: int) -> Time:
+        """The time `nanoseconds` (an int, >= 0) after the clock's zero."""
+        sec, nanosec = divmod(int(nanoseconds), NANOSECONDS_PER_SECOND)
+        return cls(sec=sec, nanosec=nanosec)
+
+    def to_ns(self) -> int:
+        """Nanoseconds since the clock's zero, exact."""
+        return self.sec * NANOSECONDS_PER_SECOND + self.nanosec
+
+
+@dataclasses.dataclass
+class Header:
+    """std_msgs/Header: when (and in which frame) the data was measured."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/Header"
+    stamp: Time = dataclasses.field(default_factory=Time)
+    frame_id: str = ""
+
+
+@dataclasses.dataclass
+class JointState:
+    """sensor_msgs/JointState: positions (m or rad), velocities (m/s or rad/s), efforts (N or N·m) by joint name."""
+
+    ros_type: ClassVar[str] = "sensor_msgs/msg/JointState"
+    header: Header = dataclasses.field(default_factory=Header)
+    name: list[str] = dataclasses.field(default_factory=list)
+    position: list[float64] = dataclasses.field(default_factory=list)
+    velocity: list[float64] = dataclasses.field(default_factory=list)
+    effort: list[float64] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class MultiArrayDimension:
+    """std_msgs/MultiArrayDimension: one dimension of a multi-array."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/MultiArrayDimension"
+    label: str = ""
+    size: uint32 = 0
+    stride: uint32 = 0
+
+
+@dataclasses.dataclass
+class MultiArrayLayout:
+    """std_msgs/MultiArrayLayout: how a multi-array's flat data is laid out."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/MultiArrayLayout"
+    dim: list[MultiArrayDimension] = dataclasses.field(default_factory=list)
+    data_offset: uint32 = 0
+
+
+@dataclasses.dataclass
+class Float64MultiArray:
+    """std_msgs/Float64MultiArray: the ros2_control effort command (N·m), and the planner's diagnostics."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/Float64MultiArray"
+    layout: MultiArrayLayout = dataclasses.field(default_factory=MultiArrayLayout)
+    data: list[float64] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Float64:
+    """std_msgs/Float64: one number (the task reward of a step)."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/Float64"
+    data: float64 = 0.0
+
+
+@dataclasses.dataclass
+class Int32:
+    """std_msgs/Int32: one integer (the index of the running episode)."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/Int32"
+    data: int32 = 0
+
+
+@dataclasses.dataclass
+class Empty:
+    """std_msgs/Empty: a trigger (episode reset requests)."""
+
+    ros_type: ClassVar[str] = "std_msgs/msg/Empty"
+
+
+@dataclasses.dataclass
+class Clock:
+    """rosgraph_msgs/Clock: the simulation time, published on /clock for nodes with use_sim_time."""
+
+    ros_type: ClassVar[str] = "rosgraph_msgs/msg/Clock"
+    clock: Time = dataclasses.field(default_factory=Time)
+
+
+MESSAGES: tuple[type, ...] = (Time, Header, JointState, MultiArrayDimension, MultiArrayLayout,
+                              Float64MultiArray, Float64, Int32, Empty, Clock)
+"""Every message type the package sends or receives (the wire-compatibility test covers each)."""
+
+
+def vector(values, label: str = "") -> Float64MultiArray:
+    """A one-dimensional Float64MultiArray holding `values` as float64, its one dimension labelled."""
+    data = [float(v) for v in values]
+    return Float64MultiArray(
+        layout=MultiArrayLayout(dim=[MultiArrayDimension(label=label, size=len(data), stride=len(data))]),
+        data=data)
+
+
+def from_fields(source: Any, message_type: type) -> Any:
+    """The message `message_type` read field by field from an object with the same fields.
+
+    Transports use it to turn what they received (an IDL struct, a rosidl message)
+    into the dataclass; sequences become lists.
+    """
+    hints = typing.get_type_hints(message_type)
+    values = {}
+    for field in dataclasses.fields(message_type):
+        annotation, value = hints[field.name], getattr(source, field.name)
+        if dataclasses.is_dataclass(annotation):
+            value = from_fields(value, annotation)
+        elif typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            value = [from_fields(v, item) for v in value] if dataclasses.is_dataclass(item) else list(value)
+        values[field.name] = value
+    return message_type(**values)

@@ -1,0 +1,164 @@
+"""The rclpy transport: the node interface over a real ROS 2 client library, in a sourced workspace.
+
+Messages are converted field by field between the dataclasses of
+`tdm_control.ros.messages` and the rosidl classes of the same ROS 2 types.
+Parameters come from rcl (params files, -p, launch), so ROS 2 tools see them.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import importlib
+import os
+import typing
+from typing import Any, Callable, Sequence
+
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node as RosNode
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from tdm_control.ros.messages import from_fields
+from tdm_control.ros.transport import Logger, Node, Publisher, QoS, Subscription
+
+BUILTIN_PARAMETERS = ("start_type_description_service",)
+"""Parameters rclpy declares on every node that are not the package's (use_sim_time is kept)."""
+BUILTIN_PREFIXES = ("qos_overrides.",)
+
+
+def ros_class(message_type: type) -> type:
+    """The rosidl class of a message dataclass, e.g. sensor_msgs.msg.JointState."""
+    package, kind, name = message_type.ros_type.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def to_ros(message: Any) -> Any:
+    """A message dataclass as the rosidl message of the same type."""
+    cls = type(message)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = ros_class(cls)()
+    for f in dataclasses.fields(cls):
+        value, annotation = getattr(message, f.name), hints[f.name]
+        if dataclasses.is_dataclass(annotation):
+            value = to_ros(value)
+        elif typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            if dataclasses.is_dataclass(item):
+                value = [to_ros(v) for v in value]
+            elif typing.get_args(item) and typing.get_args(item)[0] is float:
+                value = array.array("d", [float(v) for v in value])
+            elif typing.get_args(item):
+                value = [typing.get_args(item)[0](v) for v in value]
+            else:
+                value = list(value)
+        elif typing.get_origin(annotation) is typing.Annotated:
+            value = typing.get_args(annotation)[0](value)
+        setattr(out, f.name, value)
+    return out
+
+
+def ros_qos(qos: QoS) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=qos.depth,
+        reliability=ReliabilityPolicy.RELIABLE if qos.reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.transient_local else DurabilityPolicy.VOLATILE)
+
+
+class _RclpyLogger(Logger):
+    """The interface's logger, writing through rclpy's (so /rosout and ROS log settings apply)."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(ros_logger.name)
+        self._ros = ros_logger
+
+    def _log(self, level: str, message: str, throttle_s: float | None, key: str | None) -> None:
+        if self._throttled(key or message, throttle_s):
+            return
+        getattr(self._ros, "warning" if level == "warn" else level)(message)
+
+
+class RclpyPublisher(Publisher):
+    def __init__(self, publisher: Any) -> None:
+        self._publisher = publisher
+
+    def publish(self, message: Any) -> None:
+        self._publisher.publish(to_ros(message))
+
+    @property
+    def subscription_count(self) -> int:
+        return self._publisher.get_subscription_count()
+
+
+class RclpySubscription(Subscription):
+    def __init__(self, node: Any, topic: str) -> None:
+        self._node, self._topic = node, topic
+
+    @property
+    def publisher_count(self) -> int:
+        return self._node.count_publishers(self._topic)
+
+
+class RclpyNode(Node):
+    """A node backed by `rclpy.node.Node`; spins with rclpy's single-threaded executor."""
+
+    transport = "rclpy"
+
+    def __init__(self, name: str, argv: Sequence[str] = ()) -> None:
+        if not rclpy.ok():
+            rclpy.init(args=["node", *argv])
+        self._node = RosNode(name, allow_undeclared_parameters=True,
+                             automatically_declare_parameters_from_overrides=True)
+        self.name = self._node.get_name()
+        self.logger = _RclpyLogger(self._node.get_logger())
+        self.parameters = {
+            key: list(p.value) if isinstance(p.value, array.array) else p.value
+            for key, p in self._node.get_parameters_by_prefix("").items()
+            if key not in BUILTIN_PARAMETERS and not key.startswith(BUILTIN_PREFIXES)
+        }
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+
+    def describe_transport(self) -> str:
+        return f", RMW {os.environ.get('RMW_IMPLEMENTATION', 'default')}, ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}"
+
+    def declare_parameters(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if value is None or (isinstance(value, (list, tuple)) and not value):
+                continue  # ROS 2 parameters cannot hold None or an untyped empty list
+            if not self._node.has_parameter(key):
+                self._node.declare_parameter(key, list(value) if isinstance(value, tuple) else value)
+
+    def create_publisher(self, message_type: type, topic: str, qos: QoS) -> Publisher:
+        return RclpyPublisher(self._node.create_publisher(ros_class(message_type), topic, ros_qos(qos)))
+
+    def create_subscription(self, message_type: type, topic: str, callback: Callable[[Any], None],
+                            qos: QoS) -> Subscription:
+        guarded = self.guard(callback)
+        subscription = self._node.create_subscription(ros_class(message_type), topic,
+                                                      lambda m: guarded(from_fields(m, message_type)), ros_qos(qos))
+        return RclpySubscription(self._node, subscription.topic_name)
+
+    def resolve(self, topic: str) -> str:
+        return self._node.resolve_topic_name(topic)
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
+        self._node.create_timer(period_s, self.guard(callback), clock=self._steady)
+
+    def now_ns(self) -> int:
+        return self._node.get_clock().now().nanoseconds
+
+    def spin_once(self, timeout_s: float) -> None:
+        try:
+            rclpy.spin_once(self._node, timeout_sec=timeout_s)
+        except Exception as e:  # rclpy raises ExternalShutdownException after SIGINT (Jazzy)
+            if type(e).__name__ == "ExternalShutdownException":
+                self.request_shutdown()
+                return
+            raise
+        if not rclpy.ok():
+            self.request_shutdown()
+
+    def close(self) -> None:
+        self._node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()

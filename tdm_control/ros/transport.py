@@ -1,0 +1,269 @@
+"""The one small node interface the nodes are written against, and the choice of its implementation.
+
+Two transports implement `Node`: rclpy where it is importable (a sourced ROS 2
+workspace) and an embedded Cyclone DDS one that speaks the ROS 2 wire format
+otherwise. `make_node` picks one (`auto`, the default, or forced with the
+`TDM_TRANSPORT` environment variable), and the node logs which and why.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+TRANSPORT_ENV = "TDM_TRANSPORT"
+"""Environment variable that forces a transport: 'auto' (default), 'rclpy' or 'embedded'."""
+TRANSPORTS = ("auto", "rclpy", "embedded")
+
+
+@dataclasses.dataclass(frozen=True)
+class QoS:
+    """The part of a ROS 2 QoS profile the nodes use (history is always keep-last)."""
+
+    reliable: bool = True
+    """Reliable delivery (retransmit); False for best-effort (sensor data)."""
+    transient_local: bool = False
+    """Late-joining subscribers get the last `depth` messages (a latched topic)."""
+    depth: int = 10
+    """Messages kept per topic by the writer and the reader."""
+
+
+SENSOR_DATA = QoS(reliable=False, depth=5)
+"""Best-effort, like rclpy's qos_profile_sensor_data: joint states."""
+LATEST_SENSOR_DATA = QoS(reliable=False, depth=1)
+"""Best-effort, keep only the newest: a controller acts on the latest state, never a queue of old ones."""
+COMMANDS = QoS(reliable=True, depth=10)
+"""Reliable: torque commands, rewards, diagnostics."""
+LATCHED = QoS(reliable=True, transient_local=True, depth=1)
+"""Reliable and transient-local: state that late joiners need (the running episode)."""
+CLOCK = QoS(reliable=False, depth=1)
+"""Best-effort, newest only: rclcpp's ClockQoS for /clock."""
+
+
+class Publisher(abc.ABC):
+    @abc.abstractmethod
+    def publish(self, message: Any) -> None:
+        """Sends one message (a dataclass from tdm_control.ros.messages)."""
+
+    @property
+    @abc.abstractmethod
+    def subscription_count(self) -> int:
+        """Subscriptions currently matched with this publisher."""
+
+
+class Subscription(abc.ABC):
+    @property
+    @abc.abstractmethod
+    def publisher_count(self) -> int:
+        """Publishers currently matched with this subscription."""
+
+
+class Logger:
+    """Writes '[LEVEL] [wall time] [node]: message' lines.
+
+    `throttle_s` limits how often one call site logs one message: a flood of the same
+    error is logged once per `throttle_s` seconds, a different error at once. Messages
+    that change every time (a duration) pass a fixed `throttle_key` instead.
+    """
+
+    LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
+
+    def __init__(self, name: str, level: str = "info", stream=None) -> None:
+        self.name = name
+        self.threshold = self.LEVELS.get(level.lower(), 20)
+        self.stream = stream
+        self._last: dict[tuple[str, int, str], float] = {}
+
+    def _throttled(self, key: str, throttle_s: float | None) -> bool:
+        if not throttle_s:
+            return False
+        caller = sys._getframe(3)
+        site = (caller.f_code.co_filename, caller.f_lineno, key)
+        now = time.monotonic()
+        if now - self._last.get(site, -float("inf")) < throttle_s:
+            return True
+        self._last[site] = now
+        return False
+
+    def _log(self, level: str, message: str, throttle_s: float | None, key: str | None) -> None:
+        if self.LEVELS[level] < self.threshold or self._throttled(key or message, throttle_s):
+            return
+        stream = self.stream or sys.stderr
+        stream.write(f"[{level.upper()}] [{time.time():.6f}] [{self.name}]: {message}\n")
+        stream.flush()
+
+    def debug(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("debug", message, throttle_s, throttle_key)
+
+    def info(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("info", message, throttle_s, throttle_key)
+
+    def warning(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("warn", message, throttle_s, throttle_key)
+
+    def error(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
+        self._log("error", message, throttle_s, throttle_key)
+
+
+class Node(abc.ABC):
+    """A ROS 2 node as the nodes of this package use it.
+
+    Callbacks run one at a time on the thread that spins. A callback that raises
+    is logged with its traceback and the node keeps running: one bad message must
+    not stop a robot's controller.
+    """
+
+    transport: str
+    """'rclpy' or 'embedded'."""
+    name: str
+    """The node's name after remapping."""
+    parameters: dict[str, Any]
+    """Parameter overrides given to this node (params files, -p), dotted names."""
+    logger: Logger
+    _shutdown_requested: bool = False
+
+    @abc.abstractmethod
+    def create_publisher(self, message_type: type, topic: str, qos: QoS) -> Publisher:
+        """A publisher of `message_type` on `topic` ('~/x' is private to the node)."""
+
+    @abc.abstractmethod
+    def create_subscription(self, message_type: type, topic: str, callback: Callable[[Any], None],
+                            qos: QoS) -> Subscription:
+        """Calls `callback(message)` for each message received on `topic`."""
+
+    @abc.abstractmethod
+    def resolve(self, topic: str) -> str:
+        """The fully qualified name of `topic` for this node ('~/reset' -> '/sim_bridge/reset')."""
+
+    @abc.abstractmethod
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
+        """Calls `callback()` every `period_s` seconds of steady (wall) time."""
+
+    @abc.abstractmethod
+    def now_ns(self) -> int:
+        """ROS time in nanoseconds: the last /clock when use_sim_time is true, else system time."""
+
+    @abc.abstractmethod
+    def spin_once(self, timeout_s: float) -> None:
+        """Waits up to `timeout_s` for messages or timers and runs their callbacks."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Leaves the ROS graph."""
+
+    def describe_transport(self) -> str:
+        """Details for the start-up log line (domain, discovery), starting with ', '."""
+        return ""
+
+    def declare_parameters(self, values: dict[str, Any]) -> None:
+        """Makes the node's effective parameters visible (e.g. to `ros2 param list`)."""
+
+    def request_shutdown(self) -> None:
+        """Makes `spin` return after the current callback."""
+        self._shutdown_requested = True
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._shutdown_requested
+
+    def spin(self) -> None:
+        """Runs callbacks until `request_shutdown`, SIGINT or SIGTERM."""
+        while not self.shutdown_requested:
+            self.spin_once(0.1)
+
+    def guard(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """`callback` wrapped so that an exception is logged (throttled) instead of ending the node."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:  # noqa: BLE001 - reported in full, and the node goes on
+                self.logger.error(f"callback {getattr(callback, '__qualname__', callback)} failed:\n"
+                                  f"{traceback.format_exc()}", throttle_s=1.0, throttle_key=repr(callback))
+
+        return guarded
+
+
+def resolve_topic(topic: str, node_name: str, namespace: str = "", remaps: dict[str, str] | None = None) -> str:
+    """The fully qualified topic name: '~/x' -> '/ns/node/x', 'x' -> '/ns/x', then remapped."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if topic.startswith("~"):
+        name = f"{ns}/{node_name}{topic[1:]}"
+    elif topic.startswith("/"):
+        name = topic
+    else:
+        name = f"{ns}/{topic}"
+    remaps = remaps or {}
+    for source in (topic, name):
+        if source in remaps:
+            return resolve_topic(remaps[source], node_name, namespace)
+    return name
+
+
+def rclpy_available() -> tuple[bool, str]:
+    """Whether rclpy imports here, and why not."""
+    try:
+        import rclpy  # noqa: F401
+    except ImportError as e:
+        return False, str(e)
+    return True, ""
+
+
+def choose_transport(requested: str | None = None) -> tuple[str, str]:
+    """Picks 'rclpy' or 'embedded'.
+
+    Args:
+      requested: 'auto', 'rclpy' or 'embedded'; None reads TDM_TRANSPORT (default 'auto').
+
+    Returns:
+      the transport and the reason, for the log.
+
+    Raises:
+      RuntimeError when the forced transport cannot be used, saying how to fix it.
+    """
+    requested = (requested or os.environ.get(TRANSPORT_ENV) or "auto").lower()
+    if requested not in TRANSPORTS:
+        raise RuntimeError(f"{TRANSPORT_ENV}={requested!r}: choose one of {', '.join(TRANSPORTS)}")
+    if requested == "embedded":
+        return "embedded", f"forced by {TRANSPORT_ENV}=embedded"
+    ok, why = rclpy_available()
+    if requested == "rclpy":
+        if not ok:
+            raise RuntimeError(f"{TRANSPORT_ENV}=rclpy but rclpy does not import ({why}); "
+                               "source a ROS 2 workspace (source /opt/ros/<distro>/setup.bash) "
+                               f"or use {TRANSPORT_ENV}=embedded")
+        return "rclpy", f"forced by {TRANSPORT_ENV}=rclpy"
+    if ok:
+        return "rclpy", "rclpy is importable (a sourced ROS 2 workspace)"
+    return "embedded", f"rclpy is not importable ({why})"
+
+
+def make_node(name: str, argv: Sequence[str] | None = None, transport: str | None = None) -> Node:
+    """Creates node `name` on the chosen transport, with ROS arguments from `argv` (default sys.argv).
+
+    The first log line says which transport was chosen and why.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen, reason = choose_transport(transport)
+    if chosen == "rclpy":
+        from tdm_control.ros.rclpy_transport import RclpyNode
+
+        node: Node = RclpyNode(name, argv)
+    else:
+        from tdm_control.ros.embedded import EmbeddedNode
+
+        node = EmbeddedNode(name, argv)
+        if threading.current_thread() is threading.main_thread():
+            # SIGINT raises KeyboardInterrupt; SIGTERM (launchers, `kill`) stops the spin cleanly too.
+            signal.signal(signal.SIGTERM, lambda *_: node.request_shutdown())
+    node.logger.info(f"transport: {node.transport} ({reason}){node.describe_transport()}")
+    return node

@@ -1,0 +1,94 @@
+"""`tdm-control launch`: the closed loop as real processes over DDS, stopped cleanly, failing loudly.
+
+The main check: bridge and planner in lockstep over topics give exactly the
+return of the in-process evaluation with the same seed and parameters, so the
+transport loses, duplicates and reorders nothing.
+"""
+
+import json
+import os
+import re
+import signal
+
+from ros_helpers import CARTPOLE_CONFIG, NodeProcess, ros_domain  # noqa: F401 (fixture)
+from tdm_control.evaluation import EvalConfig, evaluate
+
+SMALL = {"samples": 16, "horizon": 8}
+STEPS = 200
+EPISODES = 2
+
+
+def launch(*args: str) -> NodeProcess:
+    return NodeProcess(["-m", "tdm_control.cli", "launch", CARTPOLE_CONFIG, *args])
+
+
+def small_planner_args() -> list[str]:
+    return [arg for key, value in SMALL.items() for arg in ("--set", f"planner_node.planner_params.{key}={value}")]
+
+
+def test_return_over_topics_equals_in_process_evaluation(tmp_path, ros_domain):  # noqa: F811
+    result_path = tmp_path / "result.json"
+    launcher = launch("--steps", str(STEPS), "--episodes", str(EPISODES), "--seed", "5",
+                      "--result", str(result_path), *small_planner_args())
+    code = launcher.wait()
+    assert code == 0, launcher.output
+    over_topics = json.loads(result_path.read_text())
+    in_process = evaluate(EvalConfig(task="cartpole_swingup", model="mujoco", planner="warm_start",
+                                     planner_params={**SMALL, "noise_variance": 2.0, "warm_fraction": 0.5,
+                                                     "warm_variance": 0.1},
+                                     episodes=EPISODES, steps=STEPS, seed=5), show_progress=False)
+    assert len(over_topics["returns"]) == EPISODES
+    for topics, reference in zip(over_topics["returns"], in_process["returns"]):
+        assert abs(topics - reference) <= 1e-9, (over_topics["returns"], in_process["returns"])
+    assert over_topics["answered_states"] == EPISODES * STEPS and over_topics["bad_commands"] == 0
+    output = launcher.output
+    assert re.search(r"^\[sim_bridge\] \[INFO\].*episode 1 finished: 200 steps, return", output, re.M)
+    assert re.search(r"^\[planner_node\] \[INFO\].*planning: task cartpole_swingup", output, re.M)
+    assert "[launch] sim_bridge finished; stopping the other nodes" in output
+    assert "[launch] planner_node exited with status 0" in output
+
+
+def test_ctrl_c_stops_every_node_cleanly(ros_domain):  # noqa: F811
+    launcher = launch("--episodes", "0", "--set", "sim_bridge.progress_period=20", *small_planner_args())
+    launcher.wait_for_output(r"^\[sim_bridge\] .*step 20/1000")  # the loop is running
+    assert launcher.interrupt() == 130
+    output = launcher.output
+    assert "[launch] Ctrl-C: stopping the nodes" in output
+    assert re.search(r"^\[sim_bridge\] .*interrupted", output, re.M)
+    assert re.search(r"^\[planner_node\] .*interrupted", output, re.M)
+    assert "SIGTERM" not in output and "SIGKILL" not in output and "Traceback" not in output
+
+
+def test_a_node_that_dies_makes_the_launcher_fail(ros_domain):  # noqa: F811
+    launcher = launch("--episodes", "0", *small_planner_args())
+    planner_pid = int(launcher.wait_for_output(r"started planner_node \(pid (\d+)\)").group(1))
+    launcher.wait_for_output(r"^\[planner_node\] .*episode 0")
+    os.kill(planner_pid, signal.SIGKILL)
+    assert launcher.wait() == 1
+    output = launcher.output
+    assert "[launch] planner_node died (exit status -9); stopping the other nodes" in output
+    assert "[launch] sim_bridge exited with status 0" in output
+
+
+def test_a_node_with_bad_parameters_makes_the_launcher_fail(ros_domain):  # noqa: F811
+    launcher = launch("--set", "sim_bridge.task=cartpole_swingdown")
+    assert launcher.wait() == 2
+    output = launcher.output
+    assert re.search(r"^\[sim_bridge\] \[ERROR\].*bad parameter: unknown task 'cartpole_swingdown'", output, re.M)
+    assert "[launch] sim_bridge died (exit status 2)" in output
+
+
+def test_bad_launcher_arguments(tmp_path):
+    missing = NodeProcess(["-m", "tdm_control.cli", "launch", str(tmp_path / "nope.yaml")])
+    assert missing.wait() == 2 and "does not exist" in missing.output
+    bad_set = launch("--set", "planner.samples=3")
+    assert bad_set.wait() == 2 and "unknown node 'planner'" in bad_set.output
+
+
+def test_loop_latency_benchmark_runs(ros_domain):  # noqa: F811
+    bench = NodeProcess([os.path.join("benchmarks", "loop_latency.py"), "--steps", "30", "--episodes", "1"])
+    assert bench.wait() == 0, bench.output
+    rows = {line.split()[0]: line.split()[1:] for line in bench.lines if line.startswith(("responder", "planner_node"))}
+    assert set(rows) == {"responder", "planner_node"}
+    for states, median, p99, maximum, throughput in rows.values():
+        assert int(states) == 30 and 0 < float(median) <= float(p99) <= float(maximum) and float(throughput) > 0

@@ -1,0 +1,128 @@
+"""The node interface over the embedded transport: selection, discovery settings, QoS, order, clock."""
+
+import pytest
+
+from ros_helpers import ros_domain, spin_until  # noqa: F401 (fixture)
+from tdm_control.config import ConfigError
+from tdm_control.ros import messages as m
+from tdm_control.ros.embedded import LOCALHOST_CONFIG, EmbeddedNode, domain_settings
+from tdm_control.ros.transport import CLOCK, COMMANDS, LATCHED, SENSOR_DATA, choose_transport, make_node
+
+
+def test_transport_choice_is_automatic_forced_and_explained(monkeypatch):
+    monkeypatch.delenv("TDM_TRANSPORT", raising=False)
+    transport, reason = choose_transport()
+    assert transport == "embedded" and "rclpy is not importable" in reason  # no ROS 2 on this machine
+    assert choose_transport("embedded") == ("embedded", "forced by TDM_TRANSPORT=embedded")
+    with pytest.raises(RuntimeError, match="source a ROS 2 workspace"):
+        choose_transport("rclpy")
+    monkeypatch.setenv("TDM_TRANSPORT", "zenoh")
+    with pytest.raises(RuntimeError, match="choose one of auto, rclpy, embedded"):
+        choose_transport()
+
+
+def test_discovery_needs_no_configuration_and_respects_the_environment():
+    domain, config, description = domain_settings({})
+    assert domain == 0 and config == LOCALHOST_CONFIG and "this machine only" in description
+    assert "127.0.0.1" in config and "<AllowMulticast>false" in config
+    assert domain_settings({"ROS_DOMAIN_ID": "42"})[0] == 42
+    assert domain_settings({"CYCLONEDDS_URI": "file:///etc/cyclone.xml"})[1] is None
+    assert domain_settings({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})[1] is None
+    for bad in ("x", "233", "-1"):
+        with pytest.raises(ConfigError, match="ROS_DOMAIN_ID"):
+            domain_settings({"ROS_DOMAIN_ID": bad})
+
+
+def test_make_node_logs_the_transport(ros_domain, capsys):  # noqa: F811
+    node = make_node("talker", ["--ros-args", "-p", "answer:=42"])
+    try:
+        assert node.transport == "embedded" and node.parameters == {"answer": 42}
+        assert f"transport: embedded (rclpy is not importable" in capsys.readouterr().err
+        assert f"domain {ros_domain}" in node.describe_transport()
+    finally:
+        node.close()
+
+
+@pytest.fixture
+def pair(ros_domain):  # noqa: F811
+    a, b = EmbeddedNode("a", []), EmbeddedNode("b", [])
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_latched_topic_reaches_a_late_subscriber(pair):
+    a, b = pair
+    publisher = a.create_publisher(m.Int32, "/episode", LATCHED)
+    publisher.publish(m.Int32(data=1))
+    publisher.publish(m.Int32(data=2))
+    got = []
+    b.create_subscription(m.Int32, "/episode", lambda msg: got.append(msg.data), LATCHED)
+    spin_until(b, lambda: got, what="the latched message")
+    assert got == [2]
+
+
+def test_callbacks_run_in_send_order_across_topics(pair):
+    a, b = pair
+    first = a.create_publisher(m.Float64, "/first", COMMANDS)
+    second = a.create_publisher(m.Int32, "/second", COMMANDS)
+    got = []
+    b.create_subscription(m.Float64, "/first", lambda msg: got.append(msg.data), COMMANDS)
+    b.create_subscription(m.Int32, "/second", lambda msg: got.append(msg.data), COMMANDS)
+    spin_until(a, lambda: first.subscription_count and second.subscription_count, what="matching")
+    sent = [0.5, 1, 1.5, 2, 2.5, 3]
+    for value in sent:
+        (first.publish(m.Float64(data=value)) if isinstance(value, float) else second.publish(m.Int32(data=value)))
+    spin_until(b, lambda: len(got) == len(sent), what="all messages")
+    assert got == sent
+
+
+def test_a_failing_callback_is_logged_and_the_node_goes_on(pair, capsys):
+    a, b = pair
+    publisher = a.create_publisher(m.Float64, "/numbers", COMMANDS)
+    got = []
+
+    def callback(msg):
+        if msg.data < 0:
+            raise ValueError("negative")
+        got.append(msg.data)
+
+    b.create_subscription(m.Float64, "/numbers", callback, COMMANDS)
+    spin_until(a, lambda: publisher.subscription_count, what="matching")
+    for value in (1.0, -1.0, 2.0):
+        publisher.publish(m.Float64(data=value))
+    spin_until(b, lambda: got == [1.0, 2.0], what="the good messages")
+    err = capsys.readouterr().err
+    assert "[ERROR]" in err and "ValueError: negative" in err
+
+
+def test_best_effort_sensor_data_and_timers(pair):
+    a, b = pair
+    publisher = a.create_publisher(m.JointState, "/joint_states", SENSOR_DATA)
+    got, ticks = [], []
+    b.create_subscription(m.JointState, "/joint_states", got.append, SENSOR_DATA)
+    b.create_timer(0.01, lambda: ticks.append(1))
+    sent = m.JointState(header=m.Header(stamp=m.Time(sec=1, nanosec=2)), name=["j"], position=[0.5],
+                        velocity=[-0.5], effort=[0.0])
+    spin_until(a, lambda: publisher.subscription_count, what="matching")
+    publisher.publish(sent)
+    spin_until(b, lambda: got and len(ticks) >= 3, what="the joint state and three timer ticks")
+    assert got == [sent]
+
+
+def test_use_sim_time_follows_clock(ros_domain):  # noqa: F811
+    clock_source = EmbeddedNode("bridge", [])
+    node = EmbeddedNode("planner", ["--ros-args", "-p", "use_sim_time:=true"])
+    wall = EmbeddedNode("wall", [])
+    try:
+        assert node.now_ns() == 0  # no /clock yet
+        publisher = clock_source.create_publisher(m.Clock, "/clock", CLOCK)
+        spin_until(clock_source, lambda: publisher.subscription_count, what="the /clock subscription")
+        publisher.publish(m.Clock(clock=m.Time(sec=12, nanosec=5)))
+        spin_until(node, lambda: node.now_ns() == 12_000_000_005, what="sim time")
+        assert wall.now_ns() > 1_000_000_000 * 1_000_000_000  # system time, not /clock
+    finally:
+        for n in (clock_source, node, wall):
+            n.close()
+    with pytest.raises(ConfigError, match="use_sim_time"):
+        EmbeddedNode("x", ["--ros-args", "-p", "use_sim_time:=maybe"])
