@@ -73,7 +73,7 @@ def check_task(meta: dict[str, Any], task: dict[str, Any], path: str) -> None:
             mismatches.append(f"{key}: model has {have!r}, task needs {want!r}")
     if mismatches:
         raise ConfigError(
-            f"{path} was made for task {meta.get('task')!r}, not {task['task']!r}; it does not match:\n  "
-            + "\n  ".join(mismatches)
-            + f"\nUse a model exported for {task['task']} (e.g. `tdm-train all --config "
+            f"{path} was made for task {meta.get('task')!r}, not {task['task']!r}; it does not match: "
+            + "; ".join(mismatches)
+            + f". Use a model exported for {task['task']} (e.g. `tdm-train all --config "
             f"config/training/{task['task']}.yaml`) or set the task the model was made for.")

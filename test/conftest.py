@@ -56,3 +56,22 @@ def tiny_model(tiny_pipeline):
           show_progress=False)
     report = export(os.path.join(pipeline.run_dir, CHECKPOINT), pipeline.model_path, pipeline.export_config())
     return pipeline, pipeline.model_path, report
+
+
+@pytest.fixture(scope="session")
+def walker_model(tiny_model, tasks, tmp_path_factory):
+    """An exported TDM whose metadata says it was made for walker_stand (the tiny cartpole graph, relabelled)."""
+    import onnx
+
+    from tdm_control import model_metadata
+    from training.export import write_metadata
+
+    _, cartpole_path, _ = tiny_model
+    proto = onnx.load(cartpole_path)
+    meta = model_metadata.decode({p.key: p.value for p in proto.metadata_props}[model_metadata.METADATA_KEY],
+                                 cartpole_path)
+    meta.update({k: v for k, v in tasks["walker_stand"].describe().items() if k in model_metadata.TASK_FIELDS})
+    path = str(tmp_path_factory.mktemp("walker") / "walker_stand_tdm.onnx")
+    onnx.save(proto, path)
+    write_metadata(path, meta)
+    return path

@@ -150,12 +150,10 @@ def params_args(tmp_path, overrides: dict[str, dict], base: str = CARTPOLE_CONFI
     return ["--params-file", base, "--params-file", str(path)]
 
 
-def models_a_cartpole_planner_must_refuse(tmp_path) -> list[tuple[str, str]]:
+def models_a_cartpole_planner_must_refuse(tmp_path, walker_model: str) -> list[tuple[str, str]]:
     """(model parameter, text its error must contain) for models that cannot plan for cartpole.
 
-    Hook for the ONNX loader: add a model exported for another task, e.g.
-    (path of a walker_stand .onnx, "walker_stand"); `make_dynamics` raises ConfigError
-    for it. The planner core test and the planner node test both use this list.
+    `walker_model` is an exported TDM made for walker_stand (the `walker_model` fixture).
     """
     not_onnx = tmp_path / "not_a_model.onnx"
     not_onnx.write_text("this is not an ONNX file\n")
@@ -163,4 +161,5 @@ def models_a_cartpole_planner_must_refuse(tmp_path) -> list[tuple[str, str]]:
         (str(tmp_path / "missing.onnx"), "missing.onnx"),
         (str(not_onnx), "not_a_model.onnx"),
         ("transformer", "transformer"),
+        (walker_model, "made for task 'walker_stand', not 'cartpole_swingup'"),
     ]

@@ -124,8 +124,8 @@ def test_bad_configuration_means_zero_torque_for_every_state(config, message):
     core.close()
 
 
-def test_models_that_cannot_plan_for_the_task_mean_zero_torque(tmp_path):
-    for model, detail in models_a_cartpole_planner_must_refuse(tmp_path):
+def test_models_that_cannot_plan_for_the_task_mean_zero_torque(tmp_path, walker_model):
+    for model, detail in models_a_cartpole_planner_must_refuse(tmp_path, walker_model):
         core = PlannerCore(dataclasses.replace(CONFIG, model=model))
         assert core.error is not None and core.error.startswith("model: ") and detail in core.error, core.error
         core.set_episode(0)

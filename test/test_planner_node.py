@@ -106,11 +106,11 @@ def test_bad_joint_states_get_zero_torque_and_planning_goes_on(tmp_path, ros_dom
         bridge.node.close()
 
 
-def test_bad_configuration_is_reported_and_every_state_gets_zero_torque(tmp_path, ros_domain):  # noqa: F811
+def test_bad_configuration_is_reported_and_every_state_gets_zero_torque(tmp_path, ros_domain, walker_model):  # noqa: F811
     cases = [({"task": "cartpole_swingdown"}, "task: unknown task 'cartpole_swingdown'"),
              ({"planner_params": {"samlpes": 8}}, "did you mean 'samples'"),
              ({"sampels": 8}, "bad parameter sampels: unknown key")]
-    cases += [({"model": model}, f"model: {model!r}") for model, _ in models_a_cartpole_planner_must_refuse(tmp_path)]
+    cases += [({"model": model}, f"model: {model!r}") for model, _ in models_a_cartpole_planner_must_refuse(tmp_path, walker_model)]
     topics = [f"/commands_{i}" for i in range(len(cases))]
     planners = [NodeProcess.node("tdm_control.planner_node", *params_args(
         tmp_path, {"planner_node": {**params, "command_topic": topic}})) for (params, _), topic in zip(cases, topics)]
