@@ -73,7 +73,7 @@ def export_graph(model: TDM, path: str, opset: int) -> None:
     shapes = {"tokens": {0: batch, 1: tokens}, "local": {0: tokens}, "positions": {0: tokens},
               "cache_mask": {0: tokens}, "past": tuple({0: batch} for _ in range(2 * c.n_layers))}
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every stage
-        torch.onnx.export(IncrementalTDM(model).eval(), args, path, input_names=input_names(c.n_layers),
+        torch.onnx.export(IncrementalTDM(model.baked()).eval(), args, path, input_names=input_names(c.n_layers),
                           output_names=output_names(c.n_layers), dynamic_shapes=shapes, dynamo=True,
                           opset_version=opset, external_data=False)
 

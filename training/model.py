@@ -49,6 +49,11 @@ class TDMConfig:
     """Dropout on attention and MLP outputs during training."""
     rope_base: float = 10000.0
     """Base of the rotary embedding's geometric frequency ladder."""
+    value_octaves: int = 9
+    """Each value token's embedding also gets a learned projection of Fourier features (octaves
+    1, 2, 4, ... of its bin centre in companded space), so neighbouring bins start out similar and
+    the model need not learn the order of 1024 bins from data alone. 0 turns it off. Export bakes it
+    into the embedding table: run time sees a plain table."""
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -56,10 +61,24 @@ class TDMConfig:
         for name in ("vocab_size", "step_tokens", "context_tokens", "d_model", "n_layers", "d_ff"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.value_octaves < 0:
+            raise ValueError(f"value_octaves must be >= 0, got {self.value_octaves}")
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+
+def value_basis(vocab_size: int, octaves: int) -> torch.Tensor:
+    """(V, 2 * octaves + 1) features of each token's bin centre y in [-1, 1]: y, sin(pi 2^k y), cos(pi 2^k y).
+
+    The last token (the separator) has no value: its row is zero.
+    """
+    bins = vocab_size - 1
+    y = (torch.arange(bins, dtype=torch.float32) + 0.5) / bins * 2.0 - 1.0  # (bins,)
+    angles = math.pi * y[:, None] * (2.0 ** torch.arange(octaves, dtype=torch.float32))[None]  # (bins, octaves)
+    features = torch.cat([y[:, None], torch.sin(angles), torch.cos(angles)], dim=1)
+    return torch.cat([features, torch.zeros(1, features.shape[1])], dim=0)
 
 
 def rotary(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,11 +184,13 @@ class TDM(nn.Module):
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
+        if config.value_octaves:
+            self.register_buffer("value_features", value_basis(config.vocab_size, config.value_octaves),
+                                 persistent=False)
+            self.value_projection = nn.Linear(2 * config.value_octaves + 1, config.d_model, bias=False)
         self.local_embedding = nn.Embedding(config.step_tokens, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.head.weight = self.token_embedding.weight  # tied input and output embeddings
         self.apply(self._init)
 
     @staticmethod
@@ -184,15 +205,32 @@ class TDM(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def embedding_table(self) -> torch.Tensor:
+        """(V, d) the token embeddings, value features included; also the output head (tied)."""
+        table = self.token_embedding.weight
+        if self.config.value_octaves:
+            table = table + self.value_projection(self.value_features)
+        return table
+
+    def baked(self) -> "TDM":
+        """An equal model whose embedding table already holds the value features: what is exported."""
+        plain = TDM(dataclasses.replace(self.config, value_octaves=0))
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("value_projection")}
+        with torch.no_grad():
+            state["token_embedding.weight"] = self.embedding_table().detach().clone()
+        plain.load_state_dict(state)
+        return plain.eval()
+
     def forward(self, tokens: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for the token after each of tokens (B, T), local (B, T)."""
         t = tokens.shape[1]
         cos, sin = rotary(torch.arange(t, device=tokens.device), self.config.head_dim, self.config.rope_base)
         band = sliding_window_mask(t, self.config.context_tokens, tokens.device)
-        x = self.token_embedding(tokens) + self.local_embedding(local)  # (B, T, d)
+        table = self.embedding_table()
+        x = F.embedding(tokens, table) + self.local_embedding(local)  # (B, T, d)
         for block in self.blocks:
             x = block(x, cos, sin, band)
-        return self.head(self.ln_f(x))
+        return self.ln_f(x) @ table.t()  # (B, T, V), output head tied to the input embeddings
 
     def step(self, tokens: torch.Tensor, local: torch.Tensor, positions: torch.Tensor,
              cache_mask: torch.Tensor, past: list[torch.Tensor]):
@@ -209,12 +247,13 @@ class TDM(nn.Module):
           logits (B, T, V) and [new_k_0, new_v_0, ...], each (B, H, T, Dh).
         """
         cos, sin = rotary(positions, self.config.head_dim, self.config.rope_base)
-        x = self.token_embedding(tokens) + self.local_embedding(local)[None]  # (B, T, d)
+        table = self.embedding_table()
+        x = F.embedding(tokens, table) + self.local_embedding(local)[None]  # (B, T, d)
         present = []
         for i, block in enumerate(self.blocks):
             x, k, v = block.step(x, cos, sin, cache_mask, past[2 * i], past[2 * i + 1])
             present += [k, v]
-        return self.head(self.ln_f(x)), present
+        return self.ln_f(x) @ table.t(), present
 
 
 class IncrementalTDM(nn.Module):
