@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--noise-variance", type=float, help="Brownian noise variance over the horizon")
     ev.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                     help="any other planner config key, e.g. --set warm_fraction=0.5")
+    ev.add_argument("--action-repeat", type=int, default=0,
+                    help="control steps each planned action is held; 0: the model's own (1 for mujoco)")
     ev.add_argument("--objective", choices=["observation", "predicted"], default="observation",
                     help="sum of task rewards of predicted observations, or of predicted rewards")
     ev.add_argument("--episodes", type=int, default=4)
@@ -64,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
     pe.add_argument("--model", type=_model, action="append", required=True,
                     help="a model to measure; repeat for several (label with NAME=MODEL)")
-    pe.add_argument("--horizon", type=int, default=100)
+    pe.add_argument("--horizon", type=int, default=100, help="model steps predicted")
+    pe.add_argument("--action-repeat", type=int, default=0,
+                    help="for mujoco: control steps per model step (exported models use their own)")
     pe.add_argument("--starts", type=int, default=30)
     pe.add_argument("--seed", type=int, default=0)
     pe.add_argument("--out", default=None, help="write the JSON results here")
@@ -96,10 +100,13 @@ def _eval(args: argparse.Namespace) -> int:
         if value is not None:
             params[key] = value
     config = EvalConfig(task=args.task, model=args.model, planner=args.planner, planner_params=params,
-                        objective=args.objective, episodes=args.episodes, steps=args.steps, seed=args.seed)
+                        objective=args.objective, episodes=args.episodes, steps=args.steps, seed=args.seed,
+                        action_repeat=args.action_repeat)
     result = evaluate(config, show_progress=not args.no_progress)
     lo, hi = result["return_interval_68"]
     print(f"{args.task} | model {args.model} | planner {args.planner} {json.dumps(result['planner_config'])}")
+    if result["action_repeat"] > 1:
+        print(f"planned every {result['action_repeat']} control steps (the action held in between)")
     print(f"mean return {result['mean_return']:.1f}  (68% interval {lo:.1f} .. {hi:.1f}, "
           f"{len(result['returns'])} episodes of {result['steps']} steps: "
           f"{', '.join(f'{r:.1f}' for r in result['returns'])})")
@@ -124,7 +131,7 @@ def _prediction_error(args: argparse.Namespace) -> int:
     results = []
     for text in args.model:
         label, model = text.split("=", 1) if "=" in text else (text, text)
-        dynamics = make_dynamics(model, task)
+        dynamics = make_dynamics(model, task, action_repeat=args.action_repeat if model == "mujoco" else 0)
         try:
             result = prediction_errors(task, dynamics, config, show_progress=not args.no_progress)
         finally:

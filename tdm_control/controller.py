@@ -16,7 +16,9 @@ class Controller:
 
     It builds the task observation, keeps the episode history the dynamics model
     conditions on (the reward of each step is the task reward of the observation
-    it reached), plans, and converts the action to joint torques.
+    it reached), plans, and converts the action to joint torques. A model whose
+    step spans several control steps (`action_repeat` > 1) is planned with every
+    `action_repeat` control steps; in between, the chosen action is held.
     """
 
     def __init__(self, task: Task, planner: Planner, history_steps: int | None = None) -> None:
@@ -24,15 +26,20 @@ class Controller:
         self.planner = planner
         steps = planner.dynamics.history_steps if history_steps is None else history_steps
         self.history = History(steps)
+        self.action_repeat = planner.dynamics.action_repeat
         self._previous_action: np.ndarray | None = None
+        self._held_for = 0  # control steps the previous action has been applied
         self.last_latency = 0.0
-        """Seconds the last `act` spent planning."""
+        """Seconds the last `act` spent planning (0 when it held the previous action)."""
+        self.planned = False
+        """Whether the last `act` planned (False when it held the previous action)."""
 
     def reset(self) -> None:
         """Starts a new episode."""
         self.history.clear()
         self.planner.reset()
         self._previous_action = None
+        self._held_for = 0
 
     @property
     def last_plan(self) -> PlanInfo | None:
@@ -48,6 +55,10 @@ class Controller:
         Returns:
           action (m,) in [-1, 1] and torque (m,) in N·m (N for slide joints).
         """
+        if self._previous_action is not None and self._held_for < self.action_repeat:
+            self._held_for += 1
+            self.last_latency, self.planned = 0.0, False
+            return self._previous_action, self.task.action_to_torque(self._previous_action)
         obs = self.task.observation(positions, velocities)  # (n,)
         if self._previous_action is None:
             reward = 0.0
@@ -59,4 +70,6 @@ class Controller:
         self.last_latency = time.perf_counter() - start
         self.history.append(obs, reward, action)
         self._previous_action = action
+        self._held_for = 1
+        self.planned = True
         return action, self.task.action_to_torque(action)

@@ -40,6 +40,9 @@ class EvalConfig:
     """Control steps per episode; None for the task's full episode (1000)."""
     seed: int = 0
     """Seeds the initial states and the planner's noise."""
+    action_repeat: int = 0
+    """Control steps each planned action is held: 0 takes the model's own (1 for 'mujoco');
+    an exported model's own value cannot be changed."""
 
 
 def episode_rng(seed: int, episode: int) -> np.random.Generator:
@@ -65,21 +68,23 @@ def run_episode(simulator: Simulator, controller: Controller, steps: int,
     """Runs one episode from a fresh initial state.
 
     Returns:
-      the episode return and the planning latency of every step (steps,) in s.
+      the episode return and the latency of every plan in s (one per step, or one
+      per `action_repeat` steps when the model's step spans several).
     """
     simulator.reset()
     controller.reset()
-    latencies = np.empty(steps)
+    latencies = []
     for t in range(steps):
         positions, velocities, _ = simulator.joint_state()
         _, torque = controller.act(positions, velocities)
         simulator.step(torque)
-        latencies[t] = controller.last_latency
+        if controller.planned:
+            latencies.append(controller.last_latency)
         if progress is not None:
             progress.update(1)
             if t % 20 == 0:
                 progress.set_postfix(ret=f"{simulator.episode_return:.1f}")
-    return simulator.episode_return, latencies
+    return simulator.episode_return, np.array(latencies)
 
 
 def build_controller(config: EvalConfig, task, episode: int, dynamics: Dynamics | None = None) -> Controller:
@@ -91,7 +96,7 @@ def build_controller(config: EvalConfig, task, episode: int, dynamics: Dynamics 
     if config.objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {config.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
     if dynamics is None:
-        dynamics = make_dynamics(config.model, task)
+        dynamics = make_dynamics(config.model, task, action_repeat=config.action_repeat)
     objective = ObservationReward(task.reward) if config.objective == "observation" else PredictedReward()
     planner = make_planner(config.planner, dynamics, objective, task.action_size,
                            episode_rng(config.seed, episode), config.planner_params)
@@ -104,11 +109,13 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
     planner_config(config.planner, config.planner_params)  # fail before any work
     steps = config.steps or task.episode_steps
     returns, latencies = [], []
+    repeat = 1
     started = time.time()
     with tqdm(total=steps * config.episodes, disable=not show_progress, unit="step",
               desc=f"{config.task} {config.planner}") as bar:
         for episode in range(config.episodes):
             controller = build_controller(config, task, episode)
+            repeat = controller.action_repeat
             simulator = Simulator(task, seed=config.seed + episode)
             try:
                 episode_return, lat = run_episode(simulator, controller, steps, bar)
@@ -121,6 +128,7 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
         "config": dataclasses.asdict(config),
         "planner_config": dataclasses.asdict(planner_config(config.planner, config.planner_params)),
         "steps": steps,
+        "action_repeat": repeat,
         **summarize(returns, np.concatenate(latencies)),
         "wall_time_s": time.time() - started,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),

@@ -55,6 +55,8 @@ class Experiment:
     """N values; each planner runs at each."""
     objective: str = "observation"
     """'observation' or 'predicted'."""
+    action_repeat: int = 0
+    """Control steps each planned action is held; 0: each model's own (1 for mujoco)."""
 
     def __post_init__(self) -> None:
         check(bool(self.models), f"{self.name}.models", "needs at least one model")
@@ -102,13 +104,15 @@ def expand(config: GridConfig) -> list[dict[str, Any]]:
             params = {k: v for k, v in entry.items() if k != "planner"}
             runs.append({"experiment": exp.name, "task": config.task, "model_label": label, "model": model,
                          "planner": entry["planner"], "planner_params": {**params, "horizon": horizon},
-                         "objective": exp.objective, "seed": seed, "steps": config.steps})
+                         "objective": exp.objective, "seed": seed, "steps": config.steps,
+                         "action_repeat": exp.action_repeat})
     return runs
 
 
 def run_id(run: dict[str, Any]) -> str:
     """Hash of what defines a run (not its experiment name or model label)."""
-    key = {k: run[k] for k in ("task", "model", "planner", "planner_params", "objective", "seed", "steps")}
+    key = {k: run[k] for k in ("task", "model", "planner", "planner_params", "objective", "seed", "steps",
+                               "action_repeat")}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,7 +127,7 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
 
     task = make_task(run["task"])
     kwargs = {"nthread": 1} if run["model"] == "mujoco" else {"threads": 1}
-    dynamics = make_dynamics(run["model"], task, **kwargs)
+    dynamics = make_dynamics(run["model"], task, action_repeat=run["action_repeat"], **kwargs)
     objective = ObservationReward(task.reward) if run["objective"] == "observation" else PredictedReward()
     planner = make_planner(run["planner"], dynamics, objective, task.action_size,
                            episode_rng(run["seed"], 0), run["planner_params"])

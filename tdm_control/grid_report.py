@@ -95,9 +95,10 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
 
     pe_config = from_dict(PredictionErrorConfig, config.prediction_error, where="prediction_error")
     task = make_task(config.task)
-    models = {}
+    models, repeats = {}, {}
     for exp in config.experiment_list():
         models.update(exp.models)
+        repeats.update({label: exp.action_repeat for label in exp.models})
     folder = os.path.join(config.out, "prediction_error")
     os.makedirs(folder, exist_ok=True)
     out = []
@@ -109,7 +110,7 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
             if result.get("config") == json.loads(json.dumps(vars(pe_config))) and result.get("model_path") == model:
                 out.append(result)
                 continue
-        dynamics = make_dynamics(model, task)
+        dynamics = make_dynamics(model, task, action_repeat=repeats[label])
         try:
             result = prediction_errors(task, dynamics, pe_config, show_progress)
         finally:

@@ -52,6 +52,8 @@ class PlannerNodeConfig:
     """'observation': task reward of predicted observations; 'predicted': the model's reward predictions."""
     seed: int = 0
     """Episode i plans with numpy generator default_rng([seed, i]), as the in-process evaluation."""
+    action_repeat: int = 0
+    """Control steps each planned action is held (answered without planning); 0: the model's own."""
     joints: tuple[str, ...] = ()
     """Actuated joints in the order of the command array (ros2_control `joints`); empty: actuator order."""
     joint_states_topic: str = "/joint_states"
@@ -76,7 +78,7 @@ class PlannerNodeConfig:
         """The evaluation config that plans exactly as this node does."""
         return EvalConfig(task=self.task, model=self.model, planner=self.planner,
                           planner_params=dict(self.planner_params), objective=self.objective,
-                          episodes=1, seed=self.seed)
+                          episodes=1, seed=self.seed, action_repeat=self.action_repeat)
 
 
 @dataclasses.dataclass
@@ -142,7 +144,7 @@ class PlannerCore:
         except ConfigError as e:
             raise ConfigError(f"planner/planner_params: {e}") from None
         try:
-            self.dynamics = make_dynamics(c.model, self.task)
+            self.dynamics = make_dynamics(c.model, self.task, action_repeat=c.action_repeat)
         except Exception as e:  # noqa: BLE001
             detail = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
             raise ConfigError(f"model: {c.model!r} cannot be used for task {c.task}: {detail}") from None

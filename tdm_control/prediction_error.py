@@ -25,23 +25,25 @@ from tdm_control.tasks import Task
 @dataclasses.dataclass(frozen=True)
 class PredictionErrorConfig:
     horizon: int = 100
-    """N, steps predicted open loop."""
+    """N, model steps predicted open loop."""
     starts: int = 30
     """Start states (the paper: 30 runs)."""
     warmup_steps_max: int = 300
-    """Each start state follows up to this many random steps from an initial state."""
+    """Each start state follows up to this many random control steps from an initial state."""
     noise_variance: float = 2.0
     """Brownian action noise variance over the horizon, as the planner samples it."""
     seed: int = 0
 
 
-def true_future(simulator: Simulator, actions: np.ndarray) -> np.ndarray:
-    """Observations (N, n) the simulator reaches under actions (N, m); its state is left unchanged."""
+def true_future(simulator: Simulator, actions: np.ndarray, action_repeat: int = 1) -> np.ndarray:
+    """Observations (N, n) the simulator reaches under actions (N, m), each held `action_repeat`
+    control steps; its state is left unchanged."""
     task = simulator.task
     snapshot = simulator.save()
     out = np.empty((len(actions), task.observation_size))
     for k, a in enumerate(actions):
-        simulator.step(task.action_to_torque(a))
+        for _ in range(action_repeat):
+            simulator.step(task.action_to_torque(a))
         positions, velocities, _ = simulator.joint_state()
         out[k] = task.observation(positions, velocities)
     simulator.restore(snapshot)
@@ -68,18 +70,20 @@ def prediction_errors(task: Task, dynamics: Dynamics, config: PredictionErrorCon
         simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
         simulator.reset()
         history = History(dynamics.history_steps)
-        warmup = int(rng.integers(0, config.warmup_steps_max + 1))
+        repeat = dynamics.action_repeat
+        warmup = int(rng.integers(0, config.warmup_steps_max + 1)) // repeat  # model steps
         walk = brownian_noise(rng, 1, max(warmup, 1), m, config.noise_variance)[0]
         reward = 0.0
         for t in range(warmup):
             positions, velocities, _ = simulator.joint_state()
             history.append(task.observation(positions, velocities), reward, walk[t])
-            reward = simulator.step(task.action_to_torque(walk[t]))
+            for _ in range(repeat):
+                reward = simulator.step(task.action_to_torque(walk[t]))
         history.current_reward = reward
         positions, velocities, _ = simulator.joint_state()
         obs = task.observation(positions, velocities)
         actions = brownian_noise(rng, 1, config.horizon, m, config.noise_variance)  # (1, N, m)
-        truth = true_future(simulator, actions[0])  # (N, n)
+        truth = true_future(simulator, actions[0], repeat)  # (N, n)
         predicted, _ = dynamics.rollout(history, obs, actions)  # (1, N, n)
         error = predicted[0] - truth
         rms_all[s] = np.sqrt(np.mean(error**2, axis=1))
@@ -88,6 +92,7 @@ def prediction_errors(task: Task, dynamics: Dynamics, config: PredictionErrorCon
         "config": dataclasses.asdict(config),
         "task": task.name,
         "model": getattr(dynamics, "path", dynamics.name),
+        "action_repeat": dynamics.action_repeat,
         "median_rms": np.median(rms_all, axis=0).tolist(),
         "median_rms_positions": np.median(rms_pos, axis=0).tolist(),
         "quartiles_rms": np.percentile(rms_all, [25, 75], axis=0).tolist(),

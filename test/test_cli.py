@@ -44,3 +44,14 @@ def test_short_evaluation_writes_a_result(tmp_path, capsys):
     assert result["planner_config"] == {"samples": 8, "horizon": 5, "noise_variance": 2.0,
                                         "warm_fraction": 0.5, "warm_variance": 0.1}
     assert result["latency_median_s"] > 0
+
+
+def test_action_repeat_plans_every_few_steps_and_holds_in_between(tmp_path, capsys):
+    out = tmp_path / "repeat.json"
+    assert cli.main(["eval", "--planner", "random_shooting", "--samples", "8", "--horizon", "4",
+                     "--episodes", "1", "--steps", "12", "--action-repeat", "3", "--out", str(out),
+                     "--no-progress"]) == 0
+    assert "planned every 3 control steps" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["action_repeat"] == 3 and result["steps"] == 12
+    assert cli.main(["eval", "--action-repeat", "-1", "--episodes", "1", "--steps", "2"]) == 2

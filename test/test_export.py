@@ -138,3 +138,11 @@ def test_proposal_rollouts_agree_with_plain_rollouts_of_the_same_actions(tiny_mo
                                  planner_params={"samples": 8, "horizon": 4}, episodes=1, steps=10, seed=1),
                       show_progress=False)
     assert result["steps"] == 10 and 0.0 <= result["returns"][0] <= 10.0
+
+
+def test_an_exported_model_plans_only_at_its_own_action_repeat(tiny_model, tasks):
+    _, path, _ = tiny_model
+    model = make_dynamics(path, tasks["cartpole_swingup"])
+    assert model.action_repeat == 1 and model.metadata["action_repeat"] == 1
+    with pytest.raises(ConfigError, match="trained with action_repeat 1"):
+        make_dynamics(path, tasks["cartpole_swingup"], action_repeat=2)

@@ -53,3 +53,21 @@ def test_wrong_action_size_is_rejected(tasks):
     dynamics = MujocoDynamics(tasks["cartpole_swingup"], nthread=1)
     with pytest.raises(ValueError, match="1 actuators"):
         dynamics.rollout(History(0), np.zeros(5), np.zeros((2, 3, 6)))
+
+
+def test_action_repeat_holds_each_action_for_several_control_steps(tasks):
+    task = tasks["walker_stand"]
+    dynamics = MujocoDynamics(task, nthread=1, action_repeat=3)
+    env = task.make_environment(seed=2)
+    env.reset()
+    data = env.physics.data
+    obs0 = task.observation(*task.joint_state_from_physics(data.qpos.copy(), data.qvel.copy()))
+    actions = np.random.default_rng(4).uniform(-1, 1, (1, 4, 6))
+    pred_obs, pred_reward = dynamics.rollout(History(0), obs0, actions)
+    for n in range(4):
+        for _ in range(3):
+            timestep = env.step(actions[0, n])
+        data = env.physics.data
+        expected = task.observation(*task.joint_state_from_physics(data.qpos.copy(), data.qvel.copy()))
+        np.testing.assert_allclose(pred_obs[0, n], expected, atol=1e-9)
+        assert pred_reward[0, n] == pytest.approx(timestep.reward, abs=1e-9)  # reward on arrival

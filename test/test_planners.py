@@ -118,3 +118,28 @@ def test_planner_config_errors_name_the_key():
         planner_config("cem", {"samples": 4, "elites": 9})
     with pytest.raises(ConfigError, match="choose one of"):
         planner_config("simulated_annealing", {})
+
+
+def test_controller_holds_actions_between_plans(tasks):
+    from sim_bridge.simulator import Simulator
+    from tdm_control.controller import Controller
+
+    task = tasks["cartpole_swingup"]
+    dynamics = MujocoDynamics(task, nthread=1, action_repeat=2)
+    planner = make_planner("random_shooting", dynamics, ObservationReward(task.reward), 1,
+                           np.random.default_rng(0), {"samples": 8, "horizon": 5})
+    controller = Controller(task, planner, history_steps=10)
+    simulator = Simulator(task, seed=0)
+    simulator.reset()
+    controller.reset()
+    actions, planned = [], []
+    for _ in range(10):
+        positions, velocities, _ = simulator.joint_state()
+        action, torque = controller.act(positions, velocities)
+        simulator.step(torque)
+        actions.append(action.copy())
+        planned.append(controller.planned)
+    assert planned == [True, False] * 5
+    for t in range(0, 10, 2):
+        np.testing.assert_array_equal(actions[t], actions[t + 1])
+    assert len(controller.history) == 5  # one history step per held action

@@ -116,3 +116,16 @@ def test_data_parallel_training_with_two_processes(tiny_pipeline, tmp_path):
     printed = [line for line in result.stdout.splitlines() if line.startswith("trained:")]
     assert len(printed) == 1  # rank 0 alone reports
     assert json.loads(printed[0][len("trained:"):])["step"] == 20
+
+
+def test_collection_with_action_repeat_records_held_steps(tiny_pipeline, tmp_path):
+    pipeline, _ = tiny_pipeline
+    config = dataclasses.replace(pipeline.collect_config(), episodes=1, steps=40, action_repeat=4, segment_steps=5)
+    collect(config, str(tmp_path / "repeat"), show_progress=False)
+    meta, (episode,) = load_dataset(str(tmp_path / "repeat"))
+    assert meta["collect"]["action_repeat"] == 4
+    assert episode.actions.shape == (10, 1) and episode.observations.shape == (11, 5)
+    # The per-control-step return is kept: at least the sum of the rewards seen on arrival.
+    assert episode.episode_return >= episode.rewards.sum() - 1e-9
+    with pytest.raises(Exception, match="whole number"):
+        dataclasses.replace(config, steps=42)

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tdm_control.tokenizer import Tokenizer
-from training.dataset import dataset_hash, load_dataset
+from training.dataset import action_repeat, dataset_hash, load_dataset
 from training.train import TrainConfig, learning_rate, save_checkpoint
 
 KINDS = ("mlp_delta", "mlp_tokenized")
@@ -183,6 +183,7 @@ def train_baseline(data_dir: str, run_dir: str, config: MLPConfig, train_config:
                 save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                        "step": done, "mlp_config": dataclasses.asdict(config),
                                        "train_config": dataclasses.asdict(train_config), "task": meta["task"],
+                                       "action_repeat": action_repeat(meta),
                                        "dataset_hash": data_hash, "metrics": metrics})
     return {"parameters": sum(p.numel() for p in model.parameters()), **metrics}
 
@@ -216,6 +217,7 @@ def export_baseline(checkpoint_path: str, out_path: str, max_delta: float = 1e-4
         metadata = model_metadata.build_metadata(
             ckpt["task"], tokenizer.describe(), {"context_tokens": 0, **ckpt["mlp_config"]},
             ckpt["dataset_hash"], extra={"kind": config.kind, "training_steps": ckpt["step"],
+                                         "action_repeat": ckpt.get("action_repeat", 1),
                                          "parameters": sum(p.numel() for p in model.parameters())})
         write_metadata(tmp, metadata)
         rng = np.random.default_rng(0)

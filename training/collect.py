@@ -67,8 +67,11 @@ class CollectConfig:
     """Episodes the dataset should hold; collection appends until it does."""
     steps: int = 1000
     """Control steps per episode (at most the task's episode length)."""
+    action_repeat: int = 1
+    """Control steps each action is held; episodes are recorded at this coarser rate (one
+    dataset step per held action) and models trained on them plan at it."""
     segment_steps: int = 50
-    """Steps per behaviour segment."""
+    """Dataset steps (held actions) per behaviour segment."""
     noise_variance: float = 2.0
     """Variance of Brownian segments over `segment_steps`."""
     mixes: tuple[Any, ...] = DEFAULT_MIXES
@@ -85,6 +88,9 @@ class CollectConfig:
     def __post_init__(self) -> None:
         check(self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
         check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        check(self.action_repeat >= 1, "action_repeat", f"must be >= 1, got {self.action_repeat}")
+        check(self.steps % self.action_repeat == 0, "steps",
+              f"{self.steps} control steps are not a whole number of actions held {self.action_repeat} steps")
         check(self.segment_steps >= 1, "segment_steps", f"must be >= 1, got {self.segment_steps}")
         check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         check(len(self.mixes) > 0, "mixes", "needs at least one mix")
@@ -108,20 +114,21 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     mixes = config.policy_mixes()
     weights = np.array([m.weight for m in mixes])
     mix = mixes[rng.choice(len(mixes), p=weights / weights.sum())]
-    dynamics = MujocoDynamics(task, nthread=1)
+    dynamics = MujocoDynamics(task, nthread=1, action_repeat=config.action_repeat)
     planner = make_planner(config.planner, dynamics, ObservationReward(task.reward), task.action_size,
                            np.random.default_rng([config.seed, index, 1]), config.planner_params)
     simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
     simulator.reset()
     n, m = task.observation_size, task.action_size
-    observations = np.empty((config.steps + 1, n))
-    rewards = np.zeros(config.steps + 1)
-    actions = np.empty((config.steps, m))
-    policy = np.empty(config.steps, dtype=np.int8)
+    steps = config.steps // config.action_repeat  # dataset steps, one per held action
+    observations = np.empty((steps + 1, n))
+    rewards = np.zeros(steps + 1)
+    actions = np.empty((steps, m))
+    policy = np.empty(steps, dtype=np.int8)
     empty = History(0)
     t = 0
-    while t < config.steps:
-        length = min(config.segment_steps, config.steps - t)
+    while t < steps:
+        length = min(config.segment_steps, steps - t)
         use_mpc = rng.random() < mix.mpc_share
         walk = None if use_mpc else brownian_noise(rng, 1, length, m, config.noise_variance)[0]  # (L, m)
         for k in range(length):
@@ -133,19 +140,21 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
                 action = walk[k]
             actions[t] = np.clip(action, -1.0, 1.0)
             policy[t] = 1 if use_mpc else 0
-            rewards[t + 1] = simulator.step(task.action_to_torque(actions[t]))
+            torque = task.action_to_torque(actions[t])
+            for _ in range(config.action_repeat):
+                rewards[t + 1] = simulator.step(torque)  # the reward on arrival: the last control step's
             t += 1
     positions, velocities, _ = simulator.joint_state()
     observations[t] = task.observation(positions, velocities)
     dynamics.close()
-    return Episode(observations, rewards, actions, policy, seed=index)
+    return Episode(observations, rewards, actions, policy, seed=index, episode_return=simulator.episode_return)
 
 
 def _work(args: tuple[CollectConfig, str, int]) -> tuple[int, float]:
     config, folder, index = args
     episode = collect_episode(config, index)
     save_episode(folder, index, episode)
-    return index, float(episode.rewards.sum())
+    return index, episode.episode_return
 
 
 def collect(config: CollectConfig, folder: str, show_progress: bool = True) -> list[int]:

@@ -11,6 +11,11 @@ On-disk format (a folder):
         actions      (T, m)   float64  a_t applied at o_t, in [-1, 1]
         policy       (T,)     int8     which policy chose a_t (POLICIES)
         seed         ()       int64    the seed the episode was drawn with
+        episode_return ()     float64  sum of the rewards of every control step
+
+A dataset step spans `collect.action_repeat` control steps (dataset.json): the
+action is held that long, o_{t+1} is observed at its end, and r_{t+1} is the
+reward of its last control step.
 
 Episodes are written atomically (temporary file, then rename), so a folder is
 always readable and an interrupted collection resumes where it stopped.
@@ -42,6 +47,7 @@ class Episode:
     actions: np.ndarray  # (T, m)
     policy: np.ndarray  # (T,) int8
     seed: int
+    episode_return: float = float("nan")  # sum over every control step (NaN if not recorded)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -64,14 +70,15 @@ def save_episode(folder: str, index: int, episode: Episode) -> str:
     path = episode_path(folder, index)
     tmp = f"{path}.tmp{os.getpid()}.npz"
     np.savez(tmp, observations=episode.observations, rewards=episode.rewards, actions=episode.actions,
-             policy=episode.policy, seed=np.int64(episode.seed))
+             policy=episode.policy, seed=np.int64(episode.seed), episode_return=np.float64(episode.episode_return))
     os.replace(tmp, path)
     return path
 
 
 def load_episode(path: str) -> Episode:
     with np.load(path) as f:
-        return Episode(f["observations"], f["rewards"], f["actions"], f["policy"], int(f["seed"]))
+        episode_return = float(f["episode_return"]) if "episode_return" in f else float("nan")
+        return Episode(f["observations"], f["rewards"], f["actions"], f["policy"], int(f["seed"]), episode_return)
 
 
 def read_metadata(folder: str) -> dict[str, Any]:
@@ -91,6 +98,11 @@ def existing_episodes(folder: str) -> list[int]:
     """Indices of the complete episode files in `folder`, sorted."""
     names = glob.glob(os.path.join(folder, "episode_*.npz"))
     return sorted(int(os.path.basename(p)[8:14]) for p in names if ".tmp" not in p)
+
+
+def action_repeat(meta: dict[str, Any]) -> int:
+    """Control steps per dataset step (1 for datasets made before the setting existed)."""
+    return int(meta.get("collect", {}).get("action_repeat", 1))
 
 
 def load_dataset(folder: str) -> tuple[dict[str, Any], list[Episode]]:

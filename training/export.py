@@ -137,6 +137,7 @@ def export(checkpoint_path: str, out_path: str, config: ExportConfig = ExportCon
         metadata = model_metadata.build_metadata(
             checkpoint["task"], tokenizer.describe(), checkpoint["model_config"], checkpoint["dataset_hash"],
             extra={"training_steps": checkpoint["step"], "parameters": model.num_parameters(),
+                   "action_repeat": checkpoint.get("action_repeat", 1),
                    "validation": {k: v for k, v in checkpoint.get("metrics", {}).items() if k.startswith("val_")}})
         write_metadata(tmp, metadata)
         report = parity_check(model, tmp, tokenizer, checkpoint, config)

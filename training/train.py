@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from tdm_control.config import check
 from tdm_control.tokenizer import Role, Tokenizer
-from training.dataset import WindowSampler, dataset_hash, load_dataset, tokenize_episode
+from training.dataset import WindowSampler, action_repeat, dataset_hash, load_dataset, tokenize_episode
 from training.model import TDM, TDMConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -247,6 +247,7 @@ def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainCon
             "model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config),
             "tokenizer": data.tokenizer.describe(), "task": data.meta["task"],
             "dataset_hash": data.data_hash, "dataset_dir": os.path.abspath(data_dir),
+            "action_repeat": action_repeat(data.meta),
             "dataset_episodes": data.episodes, "metrics": metrics, "world_size": world,
         })
 

@@ -17,6 +17,9 @@ class Dynamics(abc.ABC):
     """Past steps the model conditions on; 0 for a Markov model."""
     proposes: bool = False
     """Whether the model also proposes actions (a sequence model read as a policy)."""
+    action_repeat: int = 1
+    """Control steps each model step holds its action: one predicted step spans
+    `action_repeat` control steps of the task, and the horizon N counts model steps."""
 
     @abc.abstractmethod
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

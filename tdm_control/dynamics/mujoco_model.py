@@ -19,16 +19,19 @@ class MujocoDynamics(Dynamics):
     """Answers `rollout` by simulating the task's own MuJoCo model.
 
     The observation is turned back into a physics state (the task's
-    `state_from_observation`), each action is held for the task's `n_sub_steps`
-    physics steps (the action repeat), and the K sequences run in parallel
+    `state_from_observation`), each action is held for `action_repeat` control
+    steps of the task's `n_sub_steps` physics steps each, and the K sequences run in parallel
     through `mujoco.rollout`, bit-identical to a Python loop over `mj_step`.
     This is the best model any learned model can be: the reference.
     """
 
     name = "mujoco"
 
-    def __init__(self, task: Task, nthread: int | None = None) -> None:
+    def __init__(self, task: Task, nthread: int | None = None, action_repeat: int = 1) -> None:
+        if action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
         self.task = task
+        self.action_repeat = action_repeat
         self.model = task.model
         self.nthread = max(1, nthread or os.cpu_count() or 1)
         self._datas = [mujoco.MjData(self.model) for _ in range(self.nthread)]
@@ -55,14 +58,14 @@ class MujocoDynamics(Dynamics):
         k, n, m = actions.shape
         if m != self.task.action_size:
             raise ValueError(f"actions have {m} columns; task {self.task.name} has {self.task.action_size} actuators")
-        sub = self.task.n_sub_steps
+        sub = self.task.n_sub_steps * self.action_repeat
         controls = np.repeat(actions, sub, axis=1)  # (K, N*sub, m): each action held for sub physics steps
         start = np.broadcast_to(self.initial_state(obs), (k, self._state_size))
         if self._pool is not None:
             states, _ = self._pool.rollout(self.model, self._datas, start, controls)
         else:
             states, _ = mujoco.rollout.rollout(self.model, self._datas[0], start, controls)
-        states = states[:, sub - 1::sub]  # (K, N, nstate): the state at the end of each control step
+        states = states[:, sub - 1::sub]  # (K, N, nstate): the state at the end of each model step
         positions, velocities = self.task.joint_state_from_physics(states[..., self._qpos], states[..., self._qvel])
         pred_obs = self.task.observation(positions, velocities)  # (K, N, n)
         pred_reward = self.task.reward(pred_obs, actions)  # (K, N)

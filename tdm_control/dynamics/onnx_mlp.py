@@ -19,6 +19,7 @@ class OnnxMLP(Dynamics):
     def __init__(self, session, metadata: dict, path: str, task: Task) -> None:
         self.session, self.metadata, self.path, self.task = session, metadata, path, task
         self.name = metadata["kind"]
+        self.action_repeat = int(metadata.get("action_repeat", 1))
         self.providers = session.get_providers()
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray):

@@ -109,6 +109,7 @@ class OnnxTDM(Dynamics):
         self.tokenizer = Tokenizer(tok["observation_size"], tok["action_size"], mu=tok["mu"],
                                    max_value=tok["max_value"], bins=tok["bins"])
         config = self.metadata["model_config"]
+        self.action_repeat = int(self.metadata.get("action_repeat", 1))
         self.providers = self.session.get_providers()
         self.decoder = TDMDecoder(self._run, self.tokenizer, config["context_tokens"], config["n_layers"],
                                   config["n_heads"], config["d_model"] // config["n_heads"])
