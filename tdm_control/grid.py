@@ -53,14 +53,18 @@ class Experiment:
     """Planner entries: {planner: NAME, key: value or [values], ...}."""
     horizons: tuple[int, ...] = (50,)
     """N values; each planner runs at each."""
-    objective: str = "observation"
-    """'observation' or 'predicted'."""
+    objectives: tuple[str, ...] = ("observation",)
+    """Each planner runs with each: 'observation' (task reward of predicted observations) and/or
+    'predicted' (the model's reward predictions, paper eq. 6)."""
     action_repeat: int = 0
     """Control steps each planned action is held; 0: each model's own (1 for mujoco)."""
 
     def __post_init__(self) -> None:
         check(bool(self.models), f"{self.name}.models", "needs at least one model")
         check(bool(self.planners), f"{self.name}.planners", "needs at least one planner")
+        for objective in self.objectives:
+            check(objective in ("observation", "predicted"), f"{self.name}.objectives",
+                  f"unknown objective {objective!r}; choose observation or predicted")
         for entry in self.planners:
             check(isinstance(entry, dict) and "planner" in entry, f"{self.name}.planners",
                   f"each entry needs a 'planner' key, got {entry!r}")
@@ -98,13 +102,13 @@ def expand(config: GridConfig) -> list[dict[str, Any]]:
     """Every run of the grid: dicts with experiment, model label/path, planner, params, horizon, seed."""
     runs = []
     for exp in config.experiment_list():
-        for (label, model), entry, horizon, seed in itertools.product(
+        for (label, model), entry, horizon, objective, seed in itertools.product(
                 exp.models.items(), [p for e in exp.planners for p in expand_planner(e)], exp.horizons,
-                config.seeds):
+                exp.objectives, config.seeds):
             params = {k: v for k, v in entry.items() if k != "planner"}
             runs.append({"experiment": exp.name, "task": config.task, "model_label": label, "model": model,
                          "planner": entry["planner"], "planner_params": {**params, "horizon": horizon},
-                         "objective": exp.objective, "seed": seed, "steps": config.steps,
+                         "objective": objective, "seed": seed, "steps": config.steps,
                          "action_repeat": exp.action_repeat})
     return runs
 
