@@ -108,7 +108,7 @@ def run_with_planner_node(steps: int, episodes: int, folder: str) -> tuple[dict,
     node.create_subscription(m.Int32, "/sim_bridge/episode", lambda e: episode.__setitem__(0, e.data),
                              QoS(reliable=True, transient_local=True, depth=1))
     planner = start("tdm_control.planner_node", CONFIG, {"planner_node": {
-        "planner_params": {"samples": 1, "horizon": 1}, "use_sim_time": False}}, folder)
+        "model": "mujoco", "planner_params": {"samples": 1, "horizon": 1}, "use_sim_time": False}}, folder)
     deadline = time.monotonic() + DEADLINE_S
     while info_sub.publisher_count == 0:  # every planning_info must reach this monitor
         if time.monotonic() > deadline or planner.poll() is not None:

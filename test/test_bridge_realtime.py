@@ -18,7 +18,7 @@ TIMEOUT_S = 0.2
 
 def start_planner(tmp_path) -> NodeProcess:
     return NodeProcess.node("tdm_control.planner_node", *params_args(
-        tmp_path, {"planner_node": {"planner_params": {"samples": 8, "horizon": 5}}}))
+        tmp_path, {"planner_node": {"model": "mujoco", "planner_params": {"samples": 8, "horizon": 5}}}))
 
 
 def test_killing_the_planner_means_zero_torque_and_a_new_planner_resumes(tmp_path, ros_domain):  # noqa: F811

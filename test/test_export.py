@@ -146,3 +146,23 @@ def test_an_exported_model_plans_only_at_its_own_action_repeat(tiny_model, tasks
     assert model.action_repeat == 1 and model.metadata["action_repeat"] == 1
     with pytest.raises(ConfigError, match="trained with action_repeat 1"):
         make_dynamics(path, tasks["cartpole_swingup"], action_repeat=2)
+
+
+def test_a_relative_model_path_is_found_from_any_working_directory(tiny_model, tasks, tmp_path, monkeypatch):
+    """`ros2 launch` runs nodes outside the source tree; config files name models relative to the package."""
+    import shutil
+
+    from tdm_control import dynamics
+
+    _, path, _ = tiny_model
+    package_root = tmp_path / "share"
+    (package_root / "models").mkdir(parents=True)
+    shutil.copy(path, package_root / "models" / "tiny.onnx")
+    monkeypatch.setattr(dynamics, "model_search_dirs", lambda: [package_root])
+    monkeypatch.chdir(tmp_path)
+    model = make_dynamics("models/tiny.onnx", tasks["cartpole_swingup"])
+    assert model.path == str(package_root / "models" / "tiny.onnx")
+    with pytest.raises(ConfigError) as error:
+        make_dynamics("models/absent.onnx", tasks["cartpole_swingup"])
+    assert "not found; looked in" in str(error.value)
+    assert str(package_root / "models" / "absent.onnx") in str(error.value)

@@ -22,8 +22,9 @@ def launch(*args: str) -> NodeProcess:
     return NodeProcess(["-m", "tdm_control.cli", "launch", CARTPOLE_CONFIG, *args])
 
 
-def small_planner_args() -> list[str]:
-    return [arg for key, value in SMALL.items() for arg in ("--set", f"planner_node.planner_params.{key}={value}")]
+def small_planner_args(model: str = "mujoco") -> list[str]:
+    return ["--model", model] + [arg for key, value in SMALL.items()
+                                 for arg in ("--set", f"planner_node.planner_params.{key}={value}")]
 
 
 def test_return_over_topics_equals_in_process_evaluation(tmp_path, ros_domain):  # noqa: F811
@@ -46,6 +47,24 @@ def test_return_over_topics_equals_in_process_evaluation(tmp_path, ros_domain): 
     assert re.search(r"^\[planner_node\] \[INFO\].*planning: task cartpole_swingup", output, re.M)
     assert "[launch] sim_bridge finished; stopping the other nodes" in output
     assert "[launch] planner_node exited with status 0" in output
+
+
+def test_the_shipped_tdm_plans_over_topics_as_it_does_in_process(tmp_path, ros_domain):  # noqa: F811
+    """The README's main job: the shipped ONNX TDM in the planner node, a short lockstep episode."""
+    model = os.path.join(os.path.dirname(CARTPOLE_CONFIG), "..", "models", "cartpole_swingup_tdm.onnx")
+    result_path = tmp_path / "result.json"
+    launcher = launch("--steps", "60", "--episodes", "1", "--seed", "2", "--result", str(result_path),
+                      *small_planner_args(model))
+    code = launcher.wait()
+    assert code == 0, launcher.output
+    over_topics = json.loads(result_path.read_text())["returns"]
+    in_process = evaluate(EvalConfig(task="cartpole_swingup", model=model, planner="warm_start",
+                                     planner_params={**SMALL, "noise_variance": 2.0, "warm_fraction": 0.5,
+                                                     "warm_variance": 0.1},
+                                     episodes=1, steps=60, seed=2), show_progress=False)["returns"]
+    assert abs(over_topics[0] - in_process[0]) <= 1e-9, (over_topics, in_process)
+    assert re.search(r"^\[planner_node\] \[INFO\].*planning: task cartpole_swingup, model .*cartpole_swingup_tdm.onnx",
+                     launcher.output, re.M)
 
 
 def test_ctrl_c_stops_every_node_cleanly(ros_domain):  # noqa: F811

@@ -67,7 +67,7 @@ class FakeBridge:
 
 def test_bad_joint_states_get_zero_torque_and_planning_goes_on(tmp_path, ros_domain, tasks):  # noqa: F811
     planner = NodeProcess.node("tdm_control.planner_node", *params_args(
-        tmp_path, {"planner_node": {"seed": 3, "planner_params": SMALL}}))
+        tmp_path, {"planner_node": {"seed": 3, "model": "mujoco", "planner_params": SMALL}}))
     bridge = FakeBridge()
     try:
         bridge.wait_for_planners()

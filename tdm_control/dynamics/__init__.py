@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tdm_control.config import ConfigError
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.tasks import Task
 
 MODELS = ("mujoco",)
 """Named models; any path ending in .onnx names an exported model."""
+
+
+def model_search_dirs() -> list[Path]:
+    """Folders a relative model path is looked up in, after the working directory.
+
+    The installed package's share folder (`share/tdm_control`, where `colcon build`
+    puts `models/`) when ament_index_python is importable, then the source tree
+    this package was imported from (an editable install or a checkout).
+    """
+    dirs = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory("tdm_control")))
+    except Exception:  # noqa: BLE001 - not in a ROS 2 environment, or not installed there
+        pass
+    dirs.append(Path(__file__).resolve().parents[2])
+    return dirs
+
+
+def resolve_model_path(name: str) -> str:
+    """The file an .onnx model name refers to: as given, else relative to `model_search_dirs()`.
+
+    Raises ConfigError listing every place looked in when none holds it.
+    """
+    path = Path(name).expanduser()
+    if path.is_file() or path.is_absolute():
+        if not path.is_file():
+            raise ConfigError(f"model file {name} does not exist")
+        return str(path)
+    tried = [Path.cwd() / path]
+    for folder in model_search_dirs():
+        if (folder / path).is_file():
+            return str(folder / path)
+        tried.append(folder / path)
+    raise ConfigError(f"model file {name} not found; looked in: {', '.join(str(t) for t in tried)}. "
+                      f"Give an absolute path, or make it with tdm-train (see README, 'Training a TDM')")
 
 
 def make_dynamics(name: str, task: Task, action_repeat: int = 0, **kwargs) -> Dynamics:
@@ -31,7 +70,7 @@ def make_dynamics(name: str, task: Task, action_repeat: int = 0, **kwargs) -> Dy
     if name.endswith(".onnx"):
         from tdm_control.dynamics.onnx_model import load_onnx_dynamics
 
-        model = load_onnx_dynamics(name, task, **kwargs)
+        model = load_onnx_dynamics(resolve_model_path(name), task, **kwargs)
         if action_repeat and action_repeat != model.action_repeat:
             raise ConfigError(f"{name} was trained with action_repeat {model.action_repeat}; it cannot plan "
                               f"with action_repeat {action_repeat} (leave it 0 to use the model's own)")
