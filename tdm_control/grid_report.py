@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -58,26 +59,33 @@ def plot_experiment(rows: list[dict[str, Any]], name: str, path: str) -> None:
     lines: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         lines.setdefault(_label(r, x_key), []).append(r)
-    for label, members in sorted(lines.items()):
+    for index, (label, members) in enumerate(sorted(lines.items())):
         members.sort(key=lambda r: r["params"].get(x_key, 0) if x_key else 0)
+        color = f"C{index % 10}"
         mean = np.array([m["mean"] for m in members])
         sem = np.array([m["sem"] for m in members])
         latency = np.array([m["latency_s"] for m in members])
         if x_key:
             x = np.array([m["params"][x_key] for m in members], dtype=float)
-            line, = axes[0].plot(x, mean, marker="o", label=label)
-            axes[0].fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
-        else:
-            line, = axes[0].plot([0], mean, marker="o", linestyle="", label=label)
-            axes[0].errorbar([0], mean, yerr=sem, color=line.get_color())
-        axes[1].errorbar(1e3 * latency, mean, yerr=sem, marker="o", color=line.get_color(), label=label)
-    axes[0].set_xlabel(x_key or "")
-    axes[0].set_ylabel("episode return")
-    axes[1].set_xlabel("planning time per step (ms, median)")
+            axes[0].plot(x, mean, marker="o", label=label, color=color)
+            axes[0].fill_between(x, mean - sem, mean + sem, color=color, alpha=0.2)
+        else:  # nothing varies: one bar per configuration
+            axes[0].barh([index], mean, xerr=sem, color=color, capsize=3)
+        axes[1].errorbar(1e3 * latency, mean, yerr=sem, marker="o", color=color, label=label)
+    if x_key:
+        axes[0].set_xlabel(x_key)
+        axes[0].set_ylabel("episode return")
+    else:
+        axes[0].set_yticks(range(len(lines)), [textwrap.fill(label, 40) for label in sorted(lines)], fontsize=7)
+        axes[0].set_xlabel("episode return")
+    axes[1].set_xlabel("planning time per plan (ms, median)")
     axes[1].set_xscale("log")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if x_key:
+        axes[0].legend(fontsize=7)
+    else:
+        axes[1].legend(fontsize=7)
     fig.suptitle(name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
