@@ -34,7 +34,7 @@ import yaml
 
 from tdm_control.config import ConfigError
 from tdm_control.ros.params import node_parameters, parse_ros_args, write_params_file
-from tdm_control.ros.transport import TRANSPORT_ENV, TRANSPORTS
+from tdm_control.ros.transport import TRANSPORT_ENV, TRANSPORTS, handle_ctrl_c
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +222,7 @@ def print_returns(path: str, say) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Runs `tdm-control launch` with parsed arguments."""
+    handle_ctrl_c()
     if not os.path.isfile(args.params_file):
         raise ConfigError(f"parameter file {args.params_file!r} does not exist")
     file_params = node_parameters(parse_ros_args(["--ros-args", "--params-file", args.params_file]), "/sim_bridge")

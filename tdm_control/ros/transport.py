@@ -247,6 +247,18 @@ def choose_transport(requested: str | None = None) -> tuple[str, str]:
     return "embedded", f"rclpy is not importable ({why})"
 
 
+def handle_ctrl_c() -> None:
+    """Makes SIGINT (Ctrl-C, or a launcher stopping its nodes) raise KeyboardInterrupt in this process.
+
+    A process started with SIGINT ignored (a background job of a non-interactive
+    shell, `nohup cmd &` in a script, some CI runners) inherits the ignore, and
+    Python then leaves it so: such a node could only be killed. Only the main
+    thread can set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def make_node(name: str, argv: Sequence[str] | None = None, transport: str | None = None) -> Node:
     """Creates node `name` on the chosen transport, with ROS arguments from `argv` (default sys.argv).
 
@@ -264,6 +276,7 @@ def make_node(name: str, argv: Sequence[str] | None = None, transport: str | Non
         node = EmbeddedNode(name, argv)
         if threading.current_thread() is threading.main_thread():
             # SIGINT raises KeyboardInterrupt; SIGTERM (launchers, `kill`) stops the spin cleanly too.
+            handle_ctrl_c()
             signal.signal(signal.SIGTERM, lambda *_: node.request_shutdown())
     node.logger.info(f"transport: {node.transport} ({reason}){node.describe_transport()}")
     return node
