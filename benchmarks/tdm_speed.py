@@ -80,7 +80,7 @@ def main() -> None:
     tok, meta = model.tokenizer, model.metadata
     config = TDMConfig(**meta["model_config"])
     torch.manual_seed(0)
-    net = TDM(config).eval()
+    net = TDM(config).eval().baked()  # value features folded into the table, as exported: no per-step work
     rng = np.random.default_rng(0)
     history = History(model.history_steps)
     obs = rng.normal(0, 0.5, tok.observation_size)

@@ -66,11 +66,11 @@ def prediction_errors(task: Task, dynamics: Dynamics, config: PredictionErrorCon
         offset += field.size
     rms_all = np.empty((config.starts, config.horizon))
     rms_pos = np.empty((config.starts, config.horizon))
+    repeat = dynamics.action_repeat  # control steps per model step
     for s in tqdm(range(config.starts), disable=not show_progress, desc=f"prediction error {task.name}"):
         simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
         simulator.reset()
         history = History(dynamics.history_steps)
-        repeat = dynamics.action_repeat
         warmup = int(rng.integers(0, config.warmup_steps_max + 1)) // repeat  # model steps
         walk = brownian_noise(rng, 1, max(warmup, 1), m, config.noise_variance)[0]
         reward = 0.0

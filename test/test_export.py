@@ -1,6 +1,7 @@
 """Export parity, model metadata checks, and the exported TDM planning in ONNX Runtime."""
 
 import os
+import shutil
 
 import numpy as np
 import onnx
@@ -150,8 +151,6 @@ def test_an_exported_model_plans_only_at_its_own_action_repeat(tiny_model, tasks
 
 def test_a_relative_model_path_is_found_from_any_working_directory(tiny_model, tasks, tmp_path, monkeypatch):
     """`ros2 launch` runs nodes outside the source tree; config files name models relative to the package."""
-    import shutil
-
     from tdm_control import dynamics
 
     _, path, _ = tiny_model

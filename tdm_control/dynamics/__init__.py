@@ -36,16 +36,11 @@ def resolve_model_path(name: str) -> str:
     Raises ConfigError listing every place looked in when none holds it.
     """
     path = Path(name).expanduser()
-    if path.is_file() or path.is_absolute():
-        if not path.is_file():
-            raise ConfigError(f"model file {name} does not exist")
-        return str(path)
-    tried = [Path.cwd() / path]
-    for folder in model_search_dirs():
-        if (folder / path).is_file():
-            return str(folder / path)
-        tried.append(folder / path)
-    raise ConfigError(f"model file {name} not found; looked in: {', '.join(str(t) for t in tried)}. "
+    candidates = [path] if path.is_absolute() else [path] + [d / path for d in model_search_dirs()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise ConfigError(f"model file {name} not found; looked in: {', '.join(str(c.absolute()) for c in candidates)}. "
                       f"Give an absolute path, or make it with tdm-train (see README, 'Training a TDM')")
 
 
