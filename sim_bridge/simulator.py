@@ -52,11 +52,17 @@ class Simulator:
 
     def save(self) -> tuple:
         """A snapshot of the episode (physics state and counters) for `restore`."""
-        return self.physics.get_state().copy(), self.step_count, self.episode_return, self.last_reward
+        # dm_control's environment counts its own steps towards the time limit; without
+        # restoring that count, steps taken between save and restore (lookahead, e.g. the
+        # open-loop prediction error) would end the episode early and reset the physics.
+        env_counters = (self.env._step_count, self.env._reset_next_step)
+        return (self.physics.get_state().copy(), self.step_count, self.episode_return, self.last_reward,
+                env_counters)
 
     def restore(self, snapshot: tuple) -> None:
         """Returns to a snapshot taken by `save`."""
-        state, self.step_count, self.episode_return, self.last_reward = snapshot
+        state, self.step_count, self.episode_return, self.last_reward, env_counters = snapshot
+        self.env._step_count, self.env._reset_next_step = env_counters
         with self.physics.reset_context():  # recomputes derived quantities for the restored state
             self.physics.set_state(state)
 

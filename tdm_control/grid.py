@@ -161,6 +161,7 @@ def run_grid(config: GridConfig, show_progress: bool = True) -> list[dict[str, A
     runs = expand(config)
     todo = [(r, os.path.join(folder, f"{run_id(r)}.json")) for r in runs]
     todo = [(r, p) for r, p in todo if not os.path.exists(p)]
+    todo = list({p: (r, p) for r, p in todo}.values())  # a run shared by two experiments runs once
     if todo:
         with tqdm(total=len(todo), disable=not show_progress, unit="episode", desc=f"grid {config.task}") as bar:
             with multiprocessing.get_context("spawn").Pool(config.workers, initializer=_single_thread) as pool:
@@ -212,6 +213,8 @@ def load_grid(path: str) -> GridConfig:
             raw = yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"grid file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"grid file {path} is not valid YAML: {e}") from None
     config = from_dict(GridConfig, raw, where=path)
     config.experiment_list()
     return config

@@ -79,3 +79,25 @@ def test_joint_order_of_commands(tasks):
     core = BridgeCore(BridgeConfig(task="walker_stand", joints=joints))
     torque, error = core.torque([1, 2, 3, 4, 5, 6])
     assert error is None and torque.tolist() == [4, 5, 6, 1, 2, 3]
+
+
+def test_lookahead_between_save_and_restore_does_not_end_the_episode():
+    # Regression: dm_control's own step counter was not part of the snapshot, so repeated
+    # lookahead (open-loop prediction error) hit the time limit early and reset the physics.
+    from tdm_control.tasks import make_task
+
+    task = make_task("cartpole_swingup")
+    simulator = Simulator(task, seed=0)
+    simulator.reset()
+    torque = task.action_to_torque(np.full(task.action_size, 0.3))
+    rewards = []
+    for _ in range(3):
+        snapshot = simulator.save()
+        for _ in range(task.episode_steps - 100):
+            simulator.step(torque)
+        simulator.restore(snapshot)
+        rewards.append(simulator.step(torque))
+    assert simulator.step_count == 3
+    assert rewards[0] == rewards[0] and np.isfinite(rewards).all()
+    positions, _, _ = simulator.joint_state()
+    assert np.isfinite(positions).all()

@@ -64,3 +64,21 @@ def test_grid_errors_name_what_is_wrong(tmp_path):
     spec.write_text("out: x\ntask: cartpole_swingup\nexperiments: [{name: a, models: {gt: mujoco}, "
                     "planners: [{planner: cem, elite: 3}]}]\n")
     assert cli.main(["grid", str(spec), "--report"]) == 2
+    spec.write_text("out: x\ntask: cartpole_swingup\n  experiments: []\n")  # bad indentation
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_grid(str(spec))
+
+
+def test_a_run_shared_by_two_experiments_runs_once(tmp_path, capsys):
+    spec = tmp_path / "grid.yaml"
+    out = tmp_path / "out"
+    experiment = "{{name: {name}, models: {{gt: mujoco}}, planners: [{{planner: random_shooting, samples: 4}}], " \
+                 "horizons: [2]}}"
+    spec.write_text(f"out: {out}\ntask: cartpole_swingup\nseeds: [0]\nsteps: 4\nworkers: 2\nexperiments: ["
+                    + experiment.format(name="first") + ", " + experiment.format(name="second") + "]\n")
+    assert cli.main(["grid", str(spec)]) == 0
+    assert len(os.listdir(out / "runs")) == 1
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count(": return ") == 1  # one episode ran, not two
+    report = (out / "report.md").read_text()
+    assert "## first" in report and "## second" in report

@@ -82,6 +82,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
             raw = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise ConfigError(f"training config {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"training config {path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
