@@ -197,12 +197,14 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(key, []).append(r)
     rows = []
     for members in groups.values():
+        members = sorted(members, key=lambda m: m["seed"])
         returns = np.array([m["return"] for m in members])
         sem = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
         first = members[0]
         rows.append({"experiment": first["experiment"], "model": first["model_label"], "planner": first["planner"],
                      "params": first["planner_params"], "objective": first["objective"],
                      "mean": float(returns.mean()), "sem": sem, "episodes": len(returns),
+                     "returns": returns.tolist(),  # by seed
                      "latency_s": float(np.median([m["latency_median_s"] for m in members]))})
     return rows
 

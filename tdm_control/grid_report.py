@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import textwrap
 from typing import Any
 
@@ -37,13 +38,14 @@ def markdown(rows: list[dict[str, Any]], config: GridConfig) -> str:
              f"(± one standard error over episodes); planning latency is the median time of one plan.", ""]
     for name in dict.fromkeys(r["experiment"] for r in rows):
         members = [r for r in rows if r["experiment"] == name]
-        lines += [f"## {name}", "", "| model | planner | settings | objective | return | episodes | plan (ms) |",
+        lines += [f"## {name}", "", "| model | planner | settings | objective | return | episodes (by seed) | plan (ms) |",
                   "|---|---|---|---|---|---|---|"]
         for r in sorted(members, key=lambda r: (r["model"], r["planner"], json.dumps(r["params"], sort_keys=True))):
             settings = ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
             lines.append(f"| {r['model']} | {r['planner']} | {settings} | {r['objective']} | "
-                         f"{r['mean']:.1f} ± {r['sem']:.1f} | {r['episodes']} | {1e3 * r['latency_s']:.1f} |")
-        lines.append("")
+                         f"{r['mean']:.1f} ± {r['sem']:.1f} | {', '.join(f'{x:.1f}' for x in r['returns'])} | "
+                         f"{1e3 * r['latency_s']:.1f} |")
+        lines += ["", f"![{name}]({plot_filename(name)})", ""]
     return "\n".join(lines)
 
 
@@ -130,13 +132,19 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
     return out
 
 
+def plot_filename(experiment: str) -> str:
+    """A plain file name for an experiment's plot: 'return against horizon (fig. 4)' ->
+    'return_against_horizon_fig_4.png'."""
+    return re.sub(r"[^a-z0-9]+", "_", experiment.lower()).strip("_") + ".png"
+
+
 def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
     """Writes report.md and the plots; returns the paths written."""
     rows = summarize(load_results(config))
     written = []
     os.makedirs(config.out, exist_ok=True)
     for name in dict.fromkeys(r["experiment"] for r in rows):
-        path = os.path.join(config.out, f"{name.replace(' ', '_')}.png")
+        path = os.path.join(config.out, plot_filename(name))
         plot_experiment([r for r in rows if r["experiment"] == name], f"{config.task}: {name}", path)
         written.append(path)
     errors = prediction_error_results(config, show_progress)

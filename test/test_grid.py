@@ -8,6 +8,7 @@ import pytest
 from tdm_control import cli
 from tdm_control.config import ConfigError
 from tdm_control.grid import expand, load_grid, run_id
+from tdm_control.grid_report import plot_filename
 
 GRID = """
 out: {out}
@@ -51,6 +52,11 @@ def test_grid_expands_runs_resumes_and_reports(tiny_model, tmp_path, capsys):
     assert "Open-loop prediction error" in report
     for png in ("horizon.png", "proposal_noise.png", "prediction_error.png"):
         assert (out / png).stat().st_size > 10_000
+
+
+def test_plot_file_names_are_plain():
+    assert plot_filename("return against horizon (fig. 4)") == "return_against_horizon_fig_4.png"
+    assert plot_filename("proposal noise") == "proposal_noise.png"
 
 
 def test_grid_errors_name_what_is_wrong(tmp_path):
