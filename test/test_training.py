@@ -35,6 +35,22 @@ def test_dataset_records_task_layout_and_policy(tiny_pipeline, tasks):
     assert {0, 1} <= set(np.concatenate([e.policy for e in episodes]).tolist())
 
 
+def test_stats_summarize_returns_by_policy_and_success(tiny_pipeline, capsys):
+    from training.cli import main
+    from training.dataset import summarize_dataset
+
+    pipeline, config_path = tiny_pipeline
+    _, episodes = load_dataset(pipeline.data_dir)
+    stats = summarize_dataset(pipeline.data_dir, success_reward=0.5)
+    assert stats["episodes"] == 6 and stats["dataset_steps"] == 6 * 120
+    assert sum(g["count"] for g in stats["by_policy"]) == 6
+    rewards = np.concatenate([e.rewards[1:] for e in episodes])
+    assert stats["success_share"] == pytest.approx(np.mean(rewards >= 0.5))
+    assert stats["return_mean"] == pytest.approx(np.mean([e.episode_return for e in episodes]))
+    assert main(["stats", "--config", config_path]) == 0
+    assert "6 episodes" in capsys.readouterr().out
+
+
 def test_collection_appends_and_refuses_another_policy(tiny_pipeline, tmp_path):
     pipeline, _ = tiny_pipeline
     folder = str(tmp_path / "data")

@@ -4,6 +4,7 @@
     tdm-train collect --config ... [--episodes N]
     tdm-train fit     --config ... [--max-steps N]
     tdm-train export  --config ... [--out models/x.onnx]
+    tdm-train stats   --config ...     # what the dataset holds: returns by policy, success share
 
 Data-parallel training: torchrun --nproc_per_node 2 -m training.cli fit --config ...
 """
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in [("collect", "collect episodes into the dataset folder"),
                        ("fit", "train (or resume) the TDM"),
                        ("export", "export the trained TDM to ONNX with a parity check"),
-                       ("all", "collect, fit and export")]:
+                       ("all", "collect, fit and export"),
+                       ("stats", "summarize the collected dataset (returns by policy, share of successful steps)")]:
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True, help="pipeline YAML, e.g. config/training/cartpole_swingup.yaml")
         p.add_argument("--no-progress", action="store_true")
@@ -45,6 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
     pipeline = load_pipeline(args.config)
     progress = not args.no_progress
+    if args.command == "stats":
+        from training.dataset import summarize_dataset
+
+        print_stats(summarize_dataset(pipeline.data_dir))
+        return 0
     if args.command in ("collect", "all"):
         from training.collect import collect
 
@@ -75,6 +82,15 @@ def run(args: argparse.Namespace) -> int:
             report = export_baseline(checkpoint, out)
         print("exported:", json.dumps(report))
     return 0
+
+
+def print_stats(stats: dict) -> None:
+    print(f"{stats['folder']}: {stats['task']}, {stats['episodes']} episodes, {stats['dataset_steps']} dataset steps "
+          f"(action repeat {stats['action_repeat']})")
+    print(f"episode return: mean {stats['return_mean']:.1f}, median {stats['return_median']:.1f}")
+    for g in stats["by_policy"]:
+        print(f"  {g['episodes']:>13}: {g['count']:4d} episodes, mean return {g['return_mean']:.1f}")
+    print(f"steps with reward >= {stats['success_reward']}: {100 * stats['success_share']:.1f}%")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

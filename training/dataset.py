@@ -208,3 +208,27 @@ class WindowSampler:
             out[0][i], out[1][i] = ep.tokens[o:o + c], ep.local[o:o + c]
             out[2][i], out[3][i] = ep.tokens[o + 1:o + c + 1], ep.weight[o + 1:o + c + 1]
         return tuple(out)
+
+
+def summarize_dataset(folder: str, success_reward: float = 0.9) -> dict[str, Any]:
+    """What a dataset holds, to check the collection policy reached the states planning needs.
+
+    Episodes are grouped by the share of their steps the MPC planner chose (1.0: planner
+    only, 0.0: Brownian only). `success_share` is the share of dataset steps whose reward
+    (each in [0, 1]) is at least `success_reward`: for walker stand, torso tall and upright.
+    """
+    meta, episodes = load_dataset(folder)
+    returns = np.array([e.episode_return for e in episodes])
+    mpc = np.array([float(np.mean(e.policy == 1)) for e in episodes])
+    rewards = np.concatenate([e.rewards[1:] for e in episodes])
+    groups = []
+    for name, low, high in (("planner only", 0.999, 1.0), ("mixed", 0.001, 0.999), ("Brownian only", 0.0, 0.001)):
+        members = (mpc >= low) & (mpc <= high) if name != "mixed" else (mpc > low) & (mpc < high)
+        if members.any():
+            groups.append({"episodes": name, "count": int(members.sum()),
+                           "return_mean": float(returns[members].mean())})
+    return {"folder": folder, "task": meta["task"]["task"], "episodes": len(episodes),
+            "dataset_steps": int(sum(len(e) for e in episodes)), "action_repeat": action_repeat(meta),
+            "return_mean": float(returns.mean()), "return_median": float(np.median(returns)),
+            "success_reward": success_reward, "success_share": float(np.mean(rewards >= success_reward)),
+            "by_policy": groups}
