@@ -24,12 +24,15 @@ def _label(row: dict[str, Any], skip: str) -> str:
 
 
 def _varying(rows: list[dict[str, Any]]) -> str | None:
-    """The planner parameter that takes most values among rows; the x axis of the plot."""
-    counts = {}
-    for key in {k for r in rows for k in r["params"]}:
-        counts[key] = len({json.dumps(r["params"].get(key)) for r in rows})
+    """The x axis of the plot: the planner parameter every row has that takes most values, or None
+    (one bar per row) when none varies or when no line would get more than one point."""
+    common = set.intersection(*(set(r["params"]) for r in rows)) if rows else set()
+    counts = {key: len({json.dumps(r["params"][key]) for r in rows}) for key in common}
     best = max(counts.items(), key=lambda kv: (kv[1], kv[0] == "horizon"), default=(None, 1))
-    return best[0] if best[1] > 1 else None
+    if best[1] <= 1:
+        return None
+    lines = {_label(r, best[0]) for r in rows}
+    return best[0] if len(lines) < len(rows) else None
 
 
 def markdown(rows: list[dict[str, Any]], config: GridConfig) -> str:

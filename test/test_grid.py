@@ -8,7 +8,7 @@ import pytest
 from tdm_control import cli
 from tdm_control.config import ConfigError
 from tdm_control.grid import expand, load_grid, run_id
-from tdm_control.grid_report import plot_filename
+from tdm_control.grid_report import _varying, plot_experiment, plot_filename
 
 GRID = """
 out: {out}
@@ -57,6 +57,25 @@ def test_grid_expands_runs_resumes_and_reports(tiny_model, tmp_path, capsys):
 def test_plot_file_names_are_plain():
     assert plot_filename("return against horizon (fig. 4)") == "return_against_horizon_fig_4.png"
     assert plot_filename("proposal noise") == "proposal_noise.png"
+
+
+def _row(planner, mean, **params):
+    return {"model": "TDM", "planner": planner, "params": params, "objective": "observation",
+            "mean": mean, "sem": 1.0, "latency_s": 0.1, "returns": [mean]}
+
+
+def test_plots_of_planners_with_different_settings(tmp_path):
+    # Random shooting has no noise_variance; CEM's elites are not MPPI's: each plot still draws.
+    compare_k = [_row("random_shooting", 600, samples=64, horizon=50), _row("random_shooting", 490, samples=16, horizon=50),
+                 _row("proposal", 780, samples=64, horizon=50, noise_variance=0.2),
+                 _row("proposal", 600, samples=16, horizon=50, noise_variance=0.2)]
+    assert _varying(compare_k) == "samples"
+    budget = [_row("random_shooting", 600, samples=64, horizon=50), _row("cem", 690, samples=16, elites=4, horizon=50),
+              _row("mppi", 560, samples=16, temperature=0.5, horizon=50)]
+    assert _varying(budget) is None  # one configuration per line: bars
+    for name, rows in (("k", compare_k), ("budget", budget)):
+        plot_experiment(rows, name, str(tmp_path / f"{name}.png"))
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
 
 
 def test_grid_errors_name_what_is_wrong(tmp_path):
