@@ -10,6 +10,8 @@ import os
 import re
 import signal
 
+import yaml
+
 from ros_helpers import CARTPOLE_CONFIG, NodeProcess, ros_domain  # noqa: F401 (fixture)
 from tdm_control.evaluation import EvalConfig, evaluate
 
@@ -20,6 +22,13 @@ EPISODES = 2
 
 def launch(*args: str) -> NodeProcess:
     return NodeProcess(["-m", "tdm_control.cli", "launch", CARTPOLE_CONFIG, *args])
+
+
+def config_planner_params() -> dict:
+    """The shipped config's planner settings with SMALL's K and N: what the planner node plans with."""
+    with open(CARTPOLE_CONFIG) as f:
+        params = yaml.safe_load(f)["planner_node"]["ros__parameters"]["planner_params"]
+    return {**params, **SMALL}
 
 
 def small_planner_args(model: str = "mujoco") -> list[str]:
@@ -35,8 +44,7 @@ def test_return_over_topics_equals_in_process_evaluation(tmp_path, ros_domain): 
     assert code == 0, launcher.output
     over_topics = json.loads(result_path.read_text())
     in_process = evaluate(EvalConfig(task="cartpole_swingup", model="mujoco", planner="warm_start",
-                                     planner_params={**SMALL, "noise_variance": 2.0, "warm_fraction": 0.5,
-                                                     "warm_variance": 0.1},
+                                     planner_params=config_planner_params(),
                                      episodes=EPISODES, steps=STEPS, seed=5), show_progress=False)
     assert len(over_topics["returns"]) == EPISODES
     for topics, reference in zip(over_topics["returns"], in_process["returns"]):
@@ -59,8 +67,7 @@ def test_the_shipped_tdm_plans_over_topics_as_it_does_in_process(tmp_path, ros_d
     assert code == 0, launcher.output
     over_topics = json.loads(result_path.read_text())["returns"]
     in_process = evaluate(EvalConfig(task="cartpole_swingup", model=model, planner="warm_start",
-                                     planner_params={**SMALL, "noise_variance": 2.0, "warm_fraction": 0.5,
-                                                     "warm_variance": 0.1},
+                                     planner_params=config_planner_params(),
                                      episodes=1, steps=60, seed=2), show_progress=False)["returns"]
     assert abs(over_topics[0] - in_process[0]) <= 1e-9, (over_topics, in_process)
     assert re.search(r"^\[planner_node\] \[INFO\].*planning: task cartpole_swingup, model .*cartpole_swingup_tdm.onnx",

@@ -109,8 +109,8 @@ def test_shipped_config_builds_both_node_configs():
     planner = config_from_parameters(PlannerNodeConfig, node_parameters(ros, "/planner_node"))
     assert bridge.task == planner.task == "cartpole_swingup" and bridge.joints == planner.joints == ("slider",)
     assert bridge.mode == "lockstep" and bridge.steps == 1000
-    assert planner.model == "models/cartpole_swingup_tdm.onnx" and planner.planner_params["samples"] == 128
-    assert parameters_of(planner)["planner_params.samples"] == 128
+    assert planner.model == "models/cartpole_swingup_tdm.onnx" and planner.planner_params["samples"] == 64
+    assert parameters_of(planner)["planner_params.samples"] == 64
     assert parameters_of(bridge)["joints"] == ["slider"]
 
 

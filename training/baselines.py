@@ -176,7 +176,7 @@ def train_baseline(data_dir: str, run_dir: str, config: MLPConfig, train_config:
             bar.update(1)
             done = step + 1
             if done % train_config.eval_every == 0 or done == train_config.max_steps:
-                metrics = {"step": done, "train_loss": float(loss), "val_loss": val_loss(),
+                metrics = {"step": done, "train_loss": float(loss.detach()), "val_loss": val_loss(),
                            "seconds": time.time() - started}
                 bar.write(f"step {done}: train {float(loss):.4f}  val {metrics['val_loss']:.4f}")
             if done % train_config.checkpoint_every == 0 or done == train_config.max_steps:
