@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/cartpole_swingup_tdm.onnx")
     parser.add_argument("--samples", type=int, default=128, help="K")
     parser.add_argument("--horizons", type=int, nargs="+", default=[10, 100], help="N values for ONNX Runtime")
-    parser.add_argument("--torch-horizon", type=int, default=10, help="N for the torch engines (no cache is slow)")
+    parser.add_argument("--torch-horizon", type=int, default=10, help="N for the torch engines (no cache is slow); 0 skips them")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both engines (0: default)")
     args = parser.parse_args()
@@ -106,6 +106,8 @@ def main() -> None:
         report("ONNX Runtime, KV cache", horizon, time_it(lambda: model.rollout(history, obs, actions), args.repeats))
 
     horizon = args.torch_horizon
+    if horizon < 1:  # --torch-horizon 0: ONNX Runtime only
+        return
     actions = rng.uniform(-1, 1, (args.samples, horizon, tok.action_size))
     from tdm_control.dynamics.tdm_decoder import TDMDecoder
 
