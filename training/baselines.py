@@ -178,7 +178,7 @@ def train_baseline(data_dir: str, run_dir: str, config: MLPConfig, train_config:
             if done % train_config.eval_every == 0 or done == train_config.max_steps:
                 metrics = {"step": done, "train_loss": float(loss.detach()), "val_loss": val_loss(),
                            "seconds": time.time() - started}
-                bar.write(f"step {done}: train {float(loss):.4f}  val {metrics['val_loss']:.4f}")
+                bar.write(f"step {done}: train {metrics['train_loss']:.4f}  val {metrics['val_loss']:.4f}")
             if done % train_config.checkpoint_every == 0 or done == train_config.max_steps:
                 save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                        "step": done, "mlp_config": dataclasses.asdict(config),

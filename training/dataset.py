@@ -222,8 +222,8 @@ def summarize_dataset(folder: str, success_reward: float = 0.9) -> dict[str, Any
     mpc = np.array([float(np.mean(e.policy == 1)) for e in episodes])
     rewards = np.concatenate([e.rewards[1:] for e in episodes])
     groups = []
-    for name, low, high in (("planner only", 0.999, 1.0), ("mixed", 0.001, 0.999), ("Brownian only", 0.0, 0.001)):
-        members = (mpc >= low) & (mpc <= high) if name != "mixed" else (mpc > low) & (mpc < high)
+    for name, members in (("planner only", mpc == 1.0), ("mixed", (mpc > 0.0) & (mpc < 1.0)),
+                          ("Brownian only", mpc == 0.0)):
         if members.any():
             groups.append({"episodes": name, "count": int(members.sum()),
                            "return_mean": float(returns[members].mean())})
