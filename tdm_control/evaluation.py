@@ -50,10 +50,15 @@ def episode_rng(seed: int, episode: int) -> np.random.Generator:
     return np.random.default_rng([seed, episode])
 
 
+def standard_error(returns: np.ndarray) -> float:
+    """One standard error of the mean of episode returns (0 for a single episode)."""
+    return float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
+
+
 def summarize(returns: list[float], latencies: np.ndarray) -> dict[str, Any]:
     """Mean return with a 68% interval (mean ± one standard error) and latency percentiles (s)."""
     r = np.asarray(returns, dtype=np.float64)
-    sem = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0
+    sem = standard_error(r)
     return {
         "mean_return": float(r.mean()),
         "return_interval_68": [float(r.mean() - sem), float(r.mean() + sem)],

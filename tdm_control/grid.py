@@ -190,6 +190,8 @@ def load_results(config: GridConfig) -> list[dict[str, Any]]:
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (experiment, model, planner, params): mean return over seeds, 68% interval, latency."""
+    from tdm_control.evaluation import standard_error
+
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         key = json.dumps([r["experiment"], r["model_label"], r["planner"], r["planner_params"], r["objective"]],
@@ -199,12 +201,11 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for members in groups.values():
         members = sorted(members, key=lambda m: m["seed"])
         returns = np.array([m["return"] for m in members])
-        sem = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
+        sem = standard_error(returns)
         first = members[0]
         rows.append({"experiment": first["experiment"], "model": first["model_label"], "planner": first["planner"],
                      "params": first["planner_params"], "objective": first["objective"],
-                     "mean": float(returns.mean()), "sem": sem, "episodes": len(returns),
-                     "returns": returns.tolist(),  # by seed
+                     "mean": float(returns.mean()), "sem": sem, "returns": returns.tolist(),  # by seed
                      "latency_s": float(np.median([m["latency_median_s"] for m in members]))})
     return rows
 

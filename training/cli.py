@@ -89,7 +89,7 @@ def print_stats(stats: dict) -> None:
           f"(action repeat {stats['action_repeat']})")
     print(f"episode return: mean {stats['return_mean']:.1f}, median {stats['return_median']:.1f}")
     for g in stats["by_policy"]:
-        print(f"  {g['episodes']:>13}: {g['count']:4d} episodes, mean return {g['return_mean']:.1f}")
+        print(f"  {g['policy']:>13}: {g['count']:4d} episodes, mean return {g['return_mean']:.1f}")
     print(f"steps with reward >= {stats['success_reward']}: {100 * stats['success_share']:.1f}%")
 
 

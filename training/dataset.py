@@ -225,7 +225,7 @@ def summarize_dataset(folder: str, success_reward: float = 0.9) -> dict[str, Any
     for name, members in (("planner only", mpc == 1.0), ("mixed", (mpc > 0.0) & (mpc < 1.0)),
                           ("Brownian only", mpc == 0.0)):
         if members.any():
-            groups.append({"episodes": name, "count": int(members.sum()),
+            groups.append({"policy": name, "count": int(members.sum()),
                            "return_mean": float(returns[members].mean())})
     return {"folder": folder, "task": meta["task"]["task"], "episodes": len(episodes),
             "dataset_steps": int(sum(len(e) for e in episodes)), "action_repeat": action_repeat(meta),
