@@ -50,6 +50,11 @@ def episode_rng(seed: int, episode: int) -> np.random.Generator:
     return np.random.default_rng([seed, episode])
 
 
+def reward_trace(rewards: np.ndarray) -> list[float]:
+    """Per-step rewards for a result JSON, rounded to 1e-4 to keep files small."""
+    return np.round(np.asarray(rewards, dtype=np.float64), 4).tolist()
+
+
 def standard_error(returns: np.ndarray) -> float:
     """One standard error of the mean of episode returns (0 for a single episode)."""
     return float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0
@@ -69,27 +74,28 @@ def summarize(returns: list[float], latencies: np.ndarray) -> dict[str, Any]:
 
 
 def run_episode(simulator: Simulator, controller: Controller, steps: int,
-                progress: tqdm | None = None) -> tuple[float, np.ndarray]:
+                progress: tqdm | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """Runs one episode from a fresh initial state.
 
     Returns:
-      the episode return and the latency of every plan in s (one per step, or one
-      per `action_repeat` steps when the model's step spans several).
+      the episode return, the latency of every plan in s (one per step, or one
+      per `action_repeat` steps when the model's step spans several), and the
+      reward of every control step (steps,).
     """
     simulator.reset()
     controller.reset()
-    latencies = []
+    latencies, rewards = [], []
     for t in range(steps):
         positions, velocities, _ = simulator.joint_state()
         _, torque = controller.act(positions, velocities)
-        simulator.step(torque)
+        rewards.append(simulator.step(torque))
         if controller.planned:
             latencies.append(controller.last_latency)
         if progress is not None:
             progress.update(1)
             if t % 20 == 0:
                 progress.set_postfix(ret=f"{simulator.episode_return:.1f}")
-    return simulator.episode_return, np.array(latencies)
+    return simulator.episode_return, np.array(latencies), np.array(rewards)
 
 
 def build_controller(config: EvalConfig, task, episode: int, dynamics: Dynamics | None = None) -> Controller:
@@ -113,7 +119,7 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
     task = make_task(config.task)
     planner_config(config.planner, config.planner_params)  # fail before any work
     steps = config.steps or task.episode_steps
-    returns, latencies = [], []
+    returns, latencies, traces = [], [], []
     repeat = 1
     started = time.time()
     with tqdm(total=steps * config.episodes, disable=not show_progress, unit="step",
@@ -123,11 +129,12 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
             repeat = controller.action_repeat
             simulator = Simulator(task, seed=config.seed + episode)
             try:
-                episode_return, lat = run_episode(simulator, controller, steps, bar)
+                episode_return, lat, rewards = run_episode(simulator, controller, steps, bar)
             finally:
                 controller.planner.dynamics.close()
             returns.append(episode_return)
             latencies.append(lat)
+            traces.append(reward_trace(rewards))
             bar.write(f"episode {episode}: return {episode_return:.1f}")
     result = {
         "config": dataclasses.asdict(config),
@@ -135,6 +142,7 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
         "steps": steps,
         "action_repeat": repeat,
         **summarize(returns, np.concatenate(latencies)),
+        "episode_rewards": traces,  # (episodes, steps): the reward of every control step
         "wall_time_s": time.time() - started,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count()},

@@ -125,7 +125,7 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
     from sim_bridge.simulator import Simulator
     from tdm_control.controller import Controller
     from tdm_control.dynamics import make_dynamics
-    from tdm_control.evaluation import episode_rng, run_episode
+    from tdm_control.evaluation import episode_rng, reward_trace, run_episode
     from tdm_control.planning import ObservationReward, PredictedReward, make_planner
     from tdm_control.tasks import make_task
 
@@ -137,11 +137,12 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
                            episode_rng(run["seed"], 0), run["planner_params"])
     simulator = Simulator(task, seed=run["seed"])
     try:
-        episode_return, latencies = run_episode(simulator, Controller(task, planner), run["steps"])
+        episode_return, latencies, rewards = run_episode(simulator, Controller(task, planner), run["steps"])
     finally:
         dynamics.close()
     return {**run, "return": episode_return, "latency_median_s": float(np.median(latencies)),
-            "latency_mean_s": float(np.mean(latencies)), "latency_p95_s": float(np.percentile(latencies, 95))}
+            "latency_mean_s": float(np.mean(latencies)), "latency_p95_s": float(np.percentile(latencies, 95)),
+            "rewards": reward_trace(rewards)}  # (steps,): the reward of every control step
 
 
 def _work(args: tuple[dict[str, Any], str]) -> dict[str, Any]:

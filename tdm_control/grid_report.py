@@ -35,7 +35,8 @@ def _varying(rows: list[dict[str, Any]]) -> str | None:
     return best[0] if len(lines) < len(rows) else None
 
 
-def markdown(rows: list[dict[str, Any]], config: GridConfig) -> str:
+def markdown(rows: list[dict[str, Any]], config: GridConfig, traced: frozenset[str] = frozenset()) -> str:
+    """The report: one table per experiment, its plot, and its reward traces when `traced` names it."""
     lines = [f"# Evaluation grid: {config.task}", "",
              f"{config.steps}-step episodes, seeds {list(config.seeds)}; mean return with a 68% interval "
              f"(± one standard error over episodes); planning latency is the median time of one plan.", ""]
@@ -49,6 +50,8 @@ def markdown(rows: list[dict[str, Any]], config: GridConfig) -> str:
                          f"{r['mean']:.1f} ± {r['sem']:.1f} | {', '.join(f'{x:.1f}' for x in r['returns'])} | "
                          f"{1e3 * r['latency_s']:.1f} |")
         lines += ["", f"![{name}]({plot_filename(name)})", ""]
+        if name in traced:
+            lines += [f"![{name}: reward of every step]({plot_filename(name).replace('.png', '_rewards.png')})", ""]
     return "\n".join(lines)
 
 
@@ -97,6 +100,44 @@ def plot_experiment(rows: list[dict[str, Any]], name: str, path: str) -> None:
     plt.close(fig)
 
 
+def plot_reward_traces(results: list[dict[str, Any]], name: str, path: str) -> bool:
+    """The reward of every control step, one panel per planner setting, one line per seed:
+    shows when an episode fails (the walker falls, the pole drops). False when no run of
+    the experiment recorded its rewards (results written before they were)."""
+    panels: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("rewards"):
+            row = {"model": r["model_label"], "planner": r["planner"], "params": r["planner_params"],
+                   "objective": r["objective"]}
+            panels.setdefault(_label(row, ""), []).append(r)
+    if not panels:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3 * rows), squeeze=False, sharey=True)
+    for ax, (label, members) in zip(axes.flat, sorted(panels.items())):
+        for m in sorted(members, key=lambda m: m["seed"]):
+            ax.plot(m["rewards"], lw=0.8, label=f"seed {m['seed']}: {m['return']:.0f}")
+        ax.set_title(textwrap.fill(label, 50), fontsize=8)
+        ax.set_xlabel("control step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("reward")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def prediction_error_results(config: GridConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Open-loop errors of every model named in the grid, computed once and cached under <out>."""
     if not config.prediction_error:
@@ -143,15 +184,20 @@ def plot_filename(experiment: str) -> str:
 
 def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
     """Writes report.md and the plots; returns the paths written."""
-    rows = summarize(load_results(config))
-    written = []
+    results = load_results(config)
+    rows = summarize(results)
+    written, traced = [], set()
     os.makedirs(config.out, exist_ok=True)
     for name in dict.fromkeys(r["experiment"] for r in rows):
         path = os.path.join(config.out, plot_filename(name))
         plot_experiment([r for r in rows if r["experiment"] == name], f"{config.task}: {name}", path)
         written.append(path)
+        path = os.path.join(config.out, plot_filename(name).replace(".png", "_rewards.png"))
+        if plot_reward_traces([r for r in results if r["experiment"] == name], f"{config.task}: {name}", path):
+            written.append(path)
+            traced.add(name)
     errors = prediction_error_results(config, show_progress)
-    text = markdown(rows, config)
+    text = markdown(rows, config, frozenset(traced))
     if errors:
         from tdm_control.prediction_error import plot_errors
 

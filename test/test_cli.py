@@ -41,6 +41,10 @@ def test_short_evaluation_writes_a_result(tmp_path, capsys):
     lo, hi = result["return_interval_68"]
     assert lo <= result["mean_return"] <= hi
     assert all(0.0 <= r <= 15.0 for r in result["returns"])
+    # The per-step rewards (for plots of when an episode fails) add up to each return.
+    assert [len(t) for t in result["episode_rewards"]] == [15, 15]
+    for trace, episode_return in zip(result["episode_rewards"], result["returns"]):
+        assert sum(trace) == pytest.approx(episode_return, abs=1e-3)
     assert result["planner_config"] == {"samples": 8, "horizon": 5, "noise_variance": 2.0,
                                         "warm_fraction": 0.5, "warm_variance": 0.1}
     assert result["latency_median_s"] > 0

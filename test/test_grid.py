@@ -43,6 +43,7 @@ def test_grid_expands_runs_resumes_and_reports(tiny_model, tmp_path, capsys):
     assert len(files) == 12
     result = json.loads((out / "runs" / files[0]).read_text())
     assert {"return", "latency_median_s", "planner_params", "seed"} <= set(result)
+    assert len(result["rewards"]) == 6 and sum(result["rewards"]) == pytest.approx(result["return"], abs=1e-3)
     # A second call finds every run on disk and only rewrites the report.
     stamp = {f: os.path.getmtime(out / "runs" / f) for f in files}
     assert cli.main(["grid", str(spec), "--no-progress"]) == 0
@@ -50,7 +51,8 @@ def test_grid_expands_runs_resumes_and_reports(tiny_model, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "## horizon" in report and "## proposal noise" in report and "noise_variance=0.5" in report
     assert "Open-loop prediction error" in report
-    for png in ("horizon.png", "proposal_noise.png", "prediction_error.png"):
+    assert "(horizon_rewards.png)" in report
+    for png in ("horizon.png", "proposal_noise.png", "prediction_error.png", "horizon_rewards.png"):
         assert (out / png).stat().st_size > 10_000
 
 

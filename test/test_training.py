@@ -37,7 +37,7 @@ def test_dataset_records_task_layout_and_policy(tiny_pipeline, tasks):
 
 def test_stats_summarize_returns_by_policy_and_success(tiny_pipeline, capsys):
     from training.cli import main
-    from training.dataset import summarize_dataset
+    from training.dataset import lost_and_recovered, summarize_dataset
 
     pipeline, config_path = tiny_pipeline
     _, episodes = load_dataset(pipeline.data_dir)
@@ -47,8 +47,24 @@ def test_stats_summarize_returns_by_policy_and_success(tiny_pipeline, capsys):
     rewards = np.concatenate([e.rewards[1:] for e in episodes])
     assert stats["success_share"] == pytest.approx(np.mean(rewards >= 0.5))
     assert stats["return_mean"] == pytest.approx(np.mean([e.episode_return for e in episodes]))
+    lost = [lost_and_recovered(e.rewards[1:], 0.5, 0.25) for e in episodes]
+    stats = summarize_dataset(pipeline.data_dir, success_reward=0.5, lost_reward=0.25)
+    assert (stats["lost_episodes"], stats["recovered_episodes"]) == (sum(a for a, _ in lost), sum(b for _, b in lost))
     assert main(["stats", "--config", config_path]) == 0
     assert "6 episodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("rewards, expected", [
+    ([0.1, 0.2, 0.3], (False, False)),        # never succeeds: nothing to lose
+    ([0.1, 0.95, 0.97, 0.6], (False, False)),  # dips, but not below the lost level
+    ([0.95, 0.2, 0.1], (True, False)),        # falls and stays down
+    ([0.2, 0.95, 0.3, 0.6, 0.92], (True, True)),  # falls and gets up again
+    ([0.3, 0.1, 0.95], (False, False)),       # low before its first success is not a loss
+])
+def test_lost_and_recovered_episodes(rewards, expected):
+    from training.dataset import lost_and_recovered
+
+    assert lost_and_recovered(np.array(rewards), 0.9, 0.5) == expected
 
 
 def test_collection_appends_and_refuses_another_policy(tiny_pipeline, tmp_path):
@@ -113,6 +129,33 @@ def test_resume_continues_the_same_run(tiny_pipeline, tmp_path):
     with pytest.raises(ValueError, match="another schedule"):
         train(pipeline.data_dir, interrupted, model_config, dataclasses.replace(config, learning_rate=0.1),
               show_progress=False)
+
+
+def test_fine_tuning_starts_from_another_runs_weights(tiny_pipeline, tmp_path):
+    pipeline, _ = tiny_pipeline
+    model_config = pipeline.model_config()
+    config = dataclasses.replace(pipeline.train_config(), max_steps=4, eval_every=4, checkpoint_every=4)
+    base = str(tmp_path / "base")
+    train(pipeline.data_dir, base, model_config, config, show_progress=False)
+    base_ckpt = os.path.join(base, CHECKPOINT)
+    # At learning rate 0 the fine-tuned run must keep exactly the weights it started from.
+    frozen = dataclasses.replace(config, learning_rate=0.0, min_learning_rate=0.0, init_from=base_ckpt)
+    train(pipeline.data_dir, str(tmp_path / "tuned"), model_config, frozen, show_progress=False)
+    a = load_checkpoint(base_ckpt)["model"]
+    b = load_checkpoint(os.path.join(tmp_path / "tuned", CHECKPOINT))["model"]
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
+    fresh = dataclasses.replace(frozen, init_from=None)
+    train(pipeline.data_dir, str(tmp_path / "fresh"), model_config, dataclasses.replace(fresh, seed=1),
+          show_progress=False)
+    c = load_checkpoint(os.path.join(tmp_path / "fresh", CHECKPOINT))["model"]
+    assert any(not torch.equal(a[name], c[name]) for name in a)
+    with pytest.raises(ValueError, match="another model config .*d_model"):
+        train(pipeline.data_dir, str(tmp_path / "wide"), dataclasses.replace(model_config, d_model=48), frozen,
+              show_progress=False)
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        train(pipeline.data_dir, str(tmp_path / "missing"), model_config,
+              dataclasses.replace(frozen, init_from=str(tmp_path / "nowhere.pt")), show_progress=False)
 
 
 def test_data_parallel_training_with_two_processes(tiny_pipeline, tmp_path):

@@ -91,6 +91,8 @@ def print_stats(stats: dict) -> None:
     for g in stats["by_policy"]:
         print(f"  {g['policy']:>13}: {g['count']:4d} episodes, mean return {g['return_mean']:.1f}")
     print(f"steps with reward >= {stats['success_reward']}: {100 * stats['success_share']:.1f}%")
+    print(f"episodes whose reward drops below {stats['lost_reward']} after reaching {stats['success_reward']}: "
+          f"{stats['lost_episodes']}, of which {stats['recovered_episodes']} reach it again")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -210,17 +210,34 @@ class WindowSampler:
         return tuple(out)
 
 
-def summarize_dataset(folder: str, success_reward: float = 0.9) -> dict[str, Any]:
+def lost_and_recovered(rewards: np.ndarray, success_reward: float, lost_reward: float) -> tuple[bool, bool]:
+    """Whether an episode's rewards (T,) drop below `lost_reward` after a success
+    (reward >= `success_reward`), and whether a success follows such a drop."""
+    success = np.flatnonzero(rewards >= success_reward)
+    if not success.size:
+        return False, False
+    lost = np.flatnonzero(rewards[success[0]:] < lost_reward)
+    if not lost.size:
+        return False, False
+    return True, bool((rewards[success[0] + lost[0]:] >= success_reward).any())
+
+
+def summarize_dataset(folder: str, success_reward: float = 0.9, lost_reward: float = 0.5) -> dict[str, Any]:
     """What a dataset holds, to check the collection policy reached the states planning needs.
 
     Episodes are grouped by the share of their steps the MPC planner chose (1.0: planner
     only, 0.0: Brownian only). `success_share` is the share of dataset steps whose reward
     (each in [0, 1]) is at least `success_reward`: for walker stand, torso tall and upright.
+    `lost_episodes` counts episodes whose reward drops below `lost_reward` after a success
+    (the walker falls, the pole drops); `recovered_episodes` those of them that succeed again:
+    the data a model needs to plan a recovery.
     """
     meta, episodes = load_dataset(folder)
     returns = np.array([e.episode_return for e in episodes])
     mpc = np.array([float(np.mean(e.policy == 1)) for e in episodes])
     rewards = np.concatenate([e.rewards[1:] for e in episodes])
+    lost, recovered = np.array([lost_and_recovered(e.rewards[1:], success_reward, lost_reward)
+                                for e in episodes]).reshape(-1, 2).T
     groups = []
     for name, members in (("planner only", mpc == 1.0), ("mixed", (mpc > 0.0) & (mpc < 1.0)),
                           ("Brownian only", mpc == 0.0)):
@@ -231,4 +248,5 @@ def summarize_dataset(folder: str, success_reward: float = 0.9) -> dict[str, Any
             "dataset_steps": int(sum(len(e) for e in episodes)), "action_repeat": action_repeat(meta),
             "return_mean": float(returns.mean()), "return_median": float(np.median(returns)),
             "success_reward": success_reward, "success_share": float(np.mean(rewards >= success_reward)),
+            "lost_reward": lost_reward, "lost_episodes": int(lost.sum()), "recovered_episodes": int(recovered.sum()),
             "by_policy": groups}

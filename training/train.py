@@ -64,6 +64,9 @@ class TrainConfig:
     """Steps between checkpoints (one more at the end)."""
     threads: int = 0
     """torch CPU threads per process; 0 leaves torch's default."""
+    init_from: str | None = None
+    """A checkpoint.pt of another run whose weights start this one (fine-tuning): same model
+    config and task; the optimiser and schedule start afresh. Unused when resuming."""
     seed: int = 0
     """Seeds initial weights and the batch stream."""
 
@@ -153,6 +156,21 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) -> dict[str, Any]:
+    """The model weights of checkpoint `path`, checked to fit `model_config` and `task`."""
+    if not os.path.exists(path):
+        raise ValueError(f"train.init_from: no checkpoint at {path}; train that run first or fix the path")
+    ckpt = load_checkpoint(path)
+    if ckpt["model_config"] != dataclasses.asdict(model_config):
+        diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if ckpt["model_config"].get(k) != v)
+        raise ValueError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
+                         f"fine-tuning needs the same architecture")
+    if ckpt["task"] != task:
+        raise ValueError(f"train.init_from: {path} was trained on task {ckpt['task'].get('name')!r}, "
+                         f"this dataset is {task.get('name')!r}")
+    return ckpt["model"]
+
+
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> TDM:
     model = TDM(TDMConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
@@ -218,11 +236,13 @@ def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainCon
         if ckpt["model_config"] != dataclasses.asdict(model_config) or ckpt["dataset_hash"] != data.data_hash:
             raise ValueError(f"{path} belongs to another model config or dataset; use a new run folder "
                              f"or delete it to start over")
-        if ckpt["train_config"] != dataclasses.asdict(config):
+        if {"init_from": None, **ckpt["train_config"]} != dataclasses.asdict(config):  # runs older than init_from
             raise ValueError(f"{path} was trained with another schedule; resume with the same train config")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
+    elif config.init_from:
+        model.load_state_dict(initial_weights(config.init_from, model_config, data.meta["task"]))
     ddp_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
