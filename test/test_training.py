@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tdm_control.tokenizer import Role, Tokenizer
 from training.collect import collect
@@ -153,9 +154,29 @@ def test_fine_tuning_starts_from_another_runs_weights(tiny_pipeline, tmp_path):
     with pytest.raises(ValueError, match="another model config .*d_model"):
         train(pipeline.data_dir, str(tmp_path / "wide"), dataclasses.replace(model_config, d_model=48), frozen,
               show_progress=False)
+    other = load_checkpoint(base_ckpt)
+    other["task"] = {**other["task"], "task": "walker_stand"}
+    torch.save(other, tmp_path / "walker.pt")
+    with pytest.raises(ValueError, match="trained on task 'walker_stand', this dataset is 'cartpole_swingup'"):
+        train(pipeline.data_dir, str(tmp_path / "other"), model_config,
+              dataclasses.replace(frozen, init_from=str(tmp_path / "walker.pt")), show_progress=False)
     with pytest.raises(ValueError, match="no checkpoint at"):
         train(pipeline.data_dir, str(tmp_path / "missing"), model_config,
               dataclasses.replace(frozen, init_from=str(tmp_path / "nowhere.pt")), show_progress=False)
+
+
+def test_fit_command_reports_a_missing_init_checkpoint(tiny_pipeline, tmp_path, capsys):
+    from training.cli import main
+
+    _, config_path = tiny_pipeline
+    config = yaml.safe_load(open(config_path))
+    config["run_dir"] = str(tmp_path / "run")
+    config["train"]["init_from"] = str(tmp_path / "nowhere.pt")
+    path = tmp_path / "fine_tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train.init_from: no checkpoint at" in err and "nowhere.pt" in err
 
 
 def test_data_parallel_training_with_two_processes(tiny_pipeline, tmp_path):

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, ValueError) as e:  # each says what is wrong and what to do
         print(f"tdm-train: error: {e}", file=sys.stderr)
         return 2
 

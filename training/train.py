@@ -166,8 +166,8 @@ def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) ->
         raise ValueError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
                          f"fine-tuning needs the same architecture")
     if ckpt["task"] != task:
-        raise ValueError(f"train.init_from: {path} was trained on task {ckpt['task'].get('name')!r}, "
-                         f"this dataset is {task.get('name')!r}")
+        raise ValueError(f"train.init_from: {path} was trained on task {ckpt['task'].get('task')!r}, "
+                         f"this dataset is {task.get('task')!r}")
     return ckpt["model"]
 
 
