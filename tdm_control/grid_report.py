@@ -51,7 +51,7 @@ def markdown(rows: list[dict[str, Any]], config: GridConfig, traced: frozenset[s
                          f"{1e3 * r['latency_s']:.1f} |")
         lines += ["", f"![{name}]({plot_filename(name)})", ""]
         if name in traced:
-            lines += [f"![{name}: reward of every step]({plot_filename(name).replace('.png', '_rewards.png')})", ""]
+            lines += [f"![{name}: reward of every step]({rewards_filename(name)})", ""]
     return "\n".join(lines)
 
 
@@ -182,6 +182,11 @@ def plot_filename(experiment: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", experiment.lower()).strip("_") + ".png"
 
 
+def rewards_filename(experiment: str) -> str:
+    """The file name of an experiment's reward-trace plot, beside its return plot."""
+    return plot_filename(experiment).replace(".png", "_rewards.png")
+
+
 def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
     """Writes report.md and the plots; returns the paths written."""
     results = load_results(config)
@@ -192,7 +197,7 @@ def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
         path = os.path.join(config.out, plot_filename(name))
         plot_experiment([r for r in rows if r["experiment"] == name], f"{config.task}: {name}", path)
         written.append(path)
-        path = os.path.join(config.out, plot_filename(name).replace(".png", "_rewards.png"))
+        path = os.path.join(config.out, rewards_filename(name))
         if plot_reward_traces([r for r in results if r["experiment"] == name], f"{config.task}: {name}", path):
             written.append(path)
             traced.add(name)

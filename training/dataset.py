@@ -236,8 +236,7 @@ def summarize_dataset(folder: str, success_reward: float = 0.9, lost_reward: flo
     returns = np.array([e.episode_return for e in episodes])
     mpc = np.array([float(np.mean(e.policy == 1)) for e in episodes])
     rewards = np.concatenate([e.rewards[1:] for e in episodes])
-    lost, recovered = np.array([lost_and_recovered(e.rewards[1:], success_reward, lost_reward)
-                                for e in episodes]).reshape(-1, 2).T
+    outcomes = [lost_and_recovered(e.rewards[1:], success_reward, lost_reward) for e in episodes]
     groups = []
     for name, members in (("planner only", mpc == 1.0), ("mixed", (mpc > 0.0) & (mpc < 1.0)),
                           ("Brownian only", mpc == 0.0)):
@@ -248,5 +247,6 @@ def summarize_dataset(folder: str, success_reward: float = 0.9, lost_reward: flo
             "dataset_steps": int(sum(len(e) for e in episodes)), "action_repeat": action_repeat(meta),
             "return_mean": float(returns.mean()), "return_median": float(np.median(returns)),
             "success_reward": success_reward, "success_share": float(np.mean(rewards >= success_reward)),
-            "lost_reward": lost_reward, "lost_episodes": int(lost.sum()), "recovered_episodes": int(recovered.sum()),
+            "lost_reward": lost_reward, "lost_episodes": sum(lost for lost, _ in outcomes),
+            "recovered_episodes": sum(recovered for _, recovered in outcomes),
             "by_policy": groups}
