@@ -209,3 +209,43 @@ def test_collection_with_action_repeat_records_held_steps(tiny_pipeline, tmp_pat
     assert episode.episode_return >= episode.rewards.sum() - 1e-9
     with pytest.raises(Exception, match="whole number"):
         dataclasses.replace(config, steps=42)
+
+
+def test_training_pools_folders_of_one_task_and_refuses_others(tiny_pipeline, tmp_path):
+    from training.dataset import load_datasets
+    from training.pipeline import load_pipeline
+
+    pipeline, config_path = tiny_pipeline
+    more = str(tmp_path / "more")
+    config = dataclasses.replace(pipeline.collect_config(), episodes=2, steps=40, seed=7)
+    collect(config, more, show_progress=False)
+    # A second pipeline trains on the tiny data plus the new folder, and so does one taking its data from it.
+    raw = yaml.safe_load(open(config_path))
+    pooled_path = tmp_path / "pooled.yaml"
+    pooled_path.write_text(yaml.safe_dump({**raw, "extra_data_dirs": [more], "run_dir": str(tmp_path / "run")}))
+    pooled = load_pipeline(str(pooled_path))
+    assert pooled.data_dirs == [pipeline.data_dir, more]
+    (tmp_path / "baseline.yaml").write_text(yaml.safe_dump(
+        {"data_from": "pooled.yaml", "kind": "mlp_delta", "run_dir": "r", "model_path": "m.onnx"}))
+    assert load_pipeline(str(tmp_path / "baseline.yaml")).data_dirs == pooled.data_dirs
+    meta, episodes = load_datasets(pooled.data_dirs)
+    assert len(episodes) == 6 + 2 and [len(e) for e in episodes[6:]] == [40, 40]
+    train(pooled.data_dirs, pooled.run_dir, pooled.model_config(), pooled.train_config(), show_progress=False,
+          stop_after=2)
+    checkpoint = load_checkpoint(os.path.join(pooled.run_dir, CHECKPOINT))
+    assert checkpoint["dataset_episodes"] == 8
+    assert checkpoint["dataset_dirs"] == [os.path.abspath(pipeline.data_dir), os.path.abspath(more)]
+    assert checkpoint["dataset_hash"] != prepare_data(pipeline.data_dir, pooled.train_config(),
+                                                      pooled.model_config()).data_hash
+    # Folders of another dataset step or task, or the same folder twice, are refused with the reason.
+    repeat = str(tmp_path / "repeat")
+    collect(dataclasses.replace(config, episodes=1, action_repeat=4, segment_steps=5), repeat, show_progress=False)
+    with pytest.raises(ValueError, match="collect.action_repeat"):
+        load_datasets([pipeline.data_dir, repeat])
+    walker = str(tmp_path / "walker")
+    collect(dataclasses.replace(config, task="walker_stand", episodes=1, steps=4), walker, show_progress=False)
+    with pytest.raises(ValueError, match="'walker_stand' data"):
+        load_datasets([pipeline.data_dir, walker])
+    pooled_path.write_text(yaml.safe_dump({**raw, "extra_data_dirs": [more, pipeline.data_dir + "/"]}))
+    with pytest.raises(Exception, match="extra_data_dirs: names a folder twice"):
+        load_pipeline(str(pooled_path))

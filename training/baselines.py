@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tdm_control.tokenizer import Tokenizer
-from training.dataset import action_repeat, dataset_hash, load_dataset
+from training.dataset import action_repeat, dataset_hash, load_datasets
 from training.train import TrainConfig, learning_rate, save_checkpoint
 
 KINDS = ("mlp_delta", "mlp_tokenized")
@@ -118,10 +118,10 @@ def transitions(episodes) -> tuple[np.ndarray, ...]:
     return obs, actions, next_obs, rewards
 
 
-def train_baseline(data_dir: str, run_dir: str, config: MLPConfig, train_config: TrainConfig,
+def train_baseline(data_dirs: str | Sequence[str], run_dir: str, config: MLPConfig, train_config: TrainConfig,
                    show_progress: bool = True) -> dict[str, Any]:
     """Fits a baseline with AdamW, warm-up and cosine decay; checkpoints to `run_dir` (resumable)."""
-    meta, episodes = load_dataset(data_dir)
+    meta, episodes = load_datasets(data_dirs)
     every = max(2, round(1 / train_config.validation_fraction))
     train_eps = [e for i, e in enumerate(episodes) if i % every != every - 1] or episodes
     val_eps = [e for i, e in enumerate(episodes) if i % every == every - 1] or episodes[:1]

@@ -4,7 +4,7 @@
     tdm-train collect --config ... [--episodes N]
     tdm-train fit     --config ... [--max-steps N]
     tdm-train export  --config ... [--out models/x.onnx]
-    tdm-train stats   --config ...     # what the dataset holds: returns by policy, success share
+    tdm-train stats   --config ...     # what each dataset folder holds: returns by policy, success share
 
 Data-parallel training: torchrun --nproc_per_node 2 -m training.cli fit --config ...
 """
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "stats":
         from training.dataset import summarize_dataset
 
-        print_stats(summarize_dataset(pipeline.data_dir))
+        for folder in pipeline.data_dirs:
+            print_stats(summarize_dataset(folder))
         return 0
     if args.command in ("collect", "all"):
         from training.collect import collect
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             from training.train import train
         else:
             from training.baselines import train_baseline as train
-        metrics = train(pipeline.data_dir, pipeline.run_dir, pipeline.model_config(),
+        metrics = train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(),
                         pipeline.train_config(**overrides), show_progress=progress)
         if int(os.environ.get("RANK", "0")) == 0:
             print("trained:", json.dumps(metrics))

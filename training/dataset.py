@@ -28,7 +28,7 @@ import glob
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -111,6 +111,30 @@ def load_dataset(folder: str) -> tuple[dict[str, Any], list[Episode]]:
     episodes = [load_episode(episode_path(folder, i)) for i in existing_episodes(folder)]
     if not episodes:
         raise ValueError(f"dataset {folder} has no episodes yet")
+    return meta, episodes
+
+
+def load_datasets(folders: str | Sequence[str]) -> tuple[dict[str, Any], list[Episode]]:
+    """One folder's metadata and episodes, or several folders' episodes in folder order.
+
+    A model trains on one task at one dataset step, so every folder must describe
+    the same task and action repeat (their data policies may differ: that is the
+    point of adding a folder). The metadata returned is the first folder's.
+    """
+    folders = [folders] if isinstance(folders, str) else list(folders)
+    if not folders:
+        raise ValueError("no dataset folder given")
+    meta, episodes = load_dataset(folders[0])
+    for folder in folders[1:]:
+        other, more = load_dataset(folder)
+        if other["task"] != meta["task"]:
+            raise ValueError(f"{folder} holds {other['task'].get('task')!r} data with another task description "
+                             f"than {folders[0]} ({meta['task'].get('task')!r}); train on one task's folders only")
+        if action_repeat(other) != action_repeat(meta):
+            raise ValueError(f"{folder} holds one action per {action_repeat(other)} control steps, {folders[0]} "
+                             f"per {action_repeat(meta)}; a model trains on one dataset step, so collect the "
+                             f"folders with the same collect.action_repeat")
+        episodes += more
     return meta, episodes
 
 

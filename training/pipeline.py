@@ -32,11 +32,14 @@ class PipelineConfig:
     task: str
     """Registered task the model is for."""
     data_dir: str
-    """Dataset folder (collected episodes)."""
+    """Dataset folder: `tdm-train collect` fills it."""
     run_dir: str
     """Checkpoint and TensorBoard folder."""
     model_path: str
     """Where the exported ONNX model goes."""
+    extra_data_dirs: tuple[str, ...] = ()
+    """More dataset folders trained on beside data_dir, each collected by its own config
+    (same task and action repeat, any data policy)."""
     kind: str = "tdm"
     """'tdm' (the transformer), or a baseline: 'mlp_delta', 'mlp_tokenized'."""
     collect: dict = dataclasses.field(default_factory=dict)
@@ -51,8 +54,15 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         check(self.kind in KINDS, "kind", f"unknown model kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
         check("task" not in self.collect, "collect.task", "set the task once, at the top level")
+        check(len(set(map(os.path.normpath, self.data_dirs))) == len(self.data_dirs), "extra_data_dirs",
+              "names a folder twice (or data_dir again); each folder's episodes are pooled once")
         for key in MODEL_KEYS_DERIVED:
             check(key not in self.model, f"model.{key}", "follows from the task; remove it")
+
+    @property
+    def data_dirs(self) -> list[str]:
+        """Every folder the model trains on: data_dir first."""
+        return [self.data_dir, *self.extra_data_dirs]
 
     def collect_config(self, **overrides: Any) -> CollectConfig:
         return from_dict(CollectConfig, {**self.collect, "task": self.task, **overrides}, where="collect")
@@ -92,14 +102,15 @@ def _read_yaml(path: str) -> dict[str, Any]:
 def load_pipeline(path: str) -> PipelineConfig:
     """Reads and validates a pipeline YAML; every section's keys are checked now, not mid-run.
 
-    `data_from: other.yaml` (relative to this file) takes task, data_dir and
-    collect from another pipeline, so a baseline trains on exactly the TDM's data.
+    `data_from: other.yaml` (relative to this file) takes task, data_dir,
+    extra_data_dirs and collect from another pipeline, so a baseline trains on
+    exactly the TDM's data.
     """
     raw = _read_yaml(path)
     if "data_from" in raw:
         base_path = os.path.join(os.path.dirname(path), raw.pop("data_from"))
         base = _read_yaml(base_path)
-        for key in ("task", "data_dir", "collect"):
+        for key in ("task", "data_dir", "extra_data_dirs", "collect"):
             if key in raw:
                 raise ConfigError(f"{path}: {key} comes from {base_path} (data_from); remove it here")
             if key in base:

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from tdm_control.config import check
 from tdm_control.tokenizer import Role, Tokenizer
-from training.dataset import WindowSampler, action_repeat, dataset_hash, load_dataset, tokenize_episode
+from training.dataset import WindowSampler, action_repeat, dataset_hash, load_datasets, tokenize_episode
 from training.model import TDM, TDMConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -124,8 +124,8 @@ class Prepared:
     episodes: int
 
 
-def prepare_data(data_dir: str, config: TrainConfig, model_config: TDMConfig) -> Prepared:
-    meta, episodes = load_dataset(data_dir)
+def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_config: TDMConfig) -> Prepared:
+    meta, episodes = load_datasets(data_dirs)
     task = meta["task"]
     tokenizer = Tokenizer(task["observation_size"], task["action_size"])
     if tokenizer.step_tokens != model_config.step_tokens or tokenizer.vocab_size != model_config.vocab_size:
@@ -208,12 +208,13 @@ def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], tokenizer: Tok
     return {k: v / count for k, v in sums.items()}
 
 
-def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainConfig,
+def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig, config: TrainConfig,
           show_progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Trains (or resumes) the run in `run_dir`; returns the final metrics.
 
     Args:
-      data_dir: a dataset folder made by `training.collect`.
+      data_dirs: a dataset folder made by `training.collect`, or several of one task
+        and action repeat (their episodes are pooled).
       run_dir: checkpoint, TensorBoard logs and metrics go here.
       model_config, config: the model and the schedule.
       stop_after: stop (with a checkpoint) after this many steps of this call,
@@ -224,7 +225,8 @@ def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainCon
         torch.set_num_threads(config.threads)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
         else torch.device("cpu")
-    data = prepare_data(data_dir, config, model_config)
+    data = prepare_data(data_dirs, config, model_config)
+    folders = [data_dirs] if isinstance(data_dirs, str) else list(data_dirs)
     torch.manual_seed(config.seed)
     model = TDM(model_config).to(device)
     optimizer = make_optimizer(model, config)
@@ -266,7 +268,8 @@ def train(data_dir: str, run_dir: str, model_config: TDMConfig, config: TrainCon
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config),
             "tokenizer": data.tokenizer.describe(), "task": data.meta["task"],
-            "dataset_hash": data.data_hash, "dataset_dir": os.path.abspath(data_dir),
+            "dataset_hash": data.data_hash, "dataset_dir": os.path.abspath(folders[0]),
+            "dataset_dirs": [os.path.abspath(f) for f in folders],
             "action_repeat": action_repeat(data.meta),
             "dataset_episodes": data.episodes, "metrics": metrics, "world_size": world,
         })
