@@ -9,7 +9,8 @@ from tdm_control.dynamics.base import Dynamics
 from tdm_control.tasks import Task
 
 MODELS = ("mujoco",)
-"""Named models; any path ending in .onnx names an exported model."""
+"""Named models; any path ending in .onnx names an exported model, and exported models joined
+by '+' (`a.onnx+b.onnx`) an ensemble of them (tdm_control/dynamics/ensemble.py)."""
 
 
 def model_search_dirs() -> list[Path]:
@@ -48,7 +49,8 @@ def make_dynamics(name: str, task: Task, action_repeat: int = 0, **kwargs) -> Dy
     """Builds a dynamics model for `task`.
 
     Args:
-      name: 'mujoco' (the ground-truth simulator) or a path to an exported .onnx model.
+      name: 'mujoco' (the ground-truth simulator), a path to an exported .onnx model,
+        or several such paths joined by '+': an ensemble planning on their mean prediction.
       task: the task the model must predict; an exported model made for another
         task is refused with a ConfigError saying what differs.
       action_repeat: control steps per model step; 0 for the model's own (an
@@ -58,6 +60,22 @@ def make_dynamics(name: str, task: Task, action_repeat: int = 0, **kwargs) -> Dy
     """
     if action_repeat < 0:
         raise ConfigError(f"action_repeat must be >= 0 (0: the model's own), got {action_repeat}")
+    if "+" in name:
+        from tdm_control.dynamics.ensemble import EnsembleDynamics
+
+        parts = name.split("+")
+        if not all(p.endswith(".onnx") for p in parts):
+            raise ConfigError(f"ensemble {name!r}: join exported models only (paths ending in .onnx), "
+                              f"e.g. models/a.onnx+models/b.onnx")
+        members: list[Dynamics] = []
+        try:
+            for part in parts:
+                members.append(make_dynamics(part, task, action_repeat, **kwargs))
+            return EnsembleDynamics(members)
+        except Exception:
+            for member in members:
+                member.close()
+            raise
     if name == "mujoco":
         from tdm_control.dynamics.mujoco_model import MujocoDynamics
 
