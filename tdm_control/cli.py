@@ -2,6 +2,8 @@
 
     tdm-control eval --task cartpole_swingup --model mujoco --planner random_shooting \
         --samples 128 --horizon 50 --episodes 4 --seed 0 --out results/rs.json
+    tdm-control audit --task walker_stand --model models/walker_stand_tdm_v5.onnx --planner proposal \
+        --samples 32 --horizon 15 --noise-variance 0.05 --seed 4 --steps 40
     tdm-control launch config/cartpole.yaml --steps 200
     tdm-control list
 """
@@ -37,30 +39,62 @@ def _model(text: str) -> str:
         f"invalid model {text!r}: choose one of {', '.join(MODELS)} or give a path to an exported .onnx file")
 
 
+def _add_episode_arguments(p: argparse.ArgumentParser) -> None:
+    """Task, model, planner and seed: what defines the episodes of `eval` and `audit`."""
+    p.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
+    p.add_argument("--model", type=_model, default="mujoco",
+                   help=f"dynamics model: {', '.join(MODELS)}, a path to an exported .onnx file, or "
+                        f"several joined by '+' (an ensemble)")
+    p.add_argument("--planner", choices=sorted(PLANNERS), default="random_shooting")
+    p.add_argument("--samples", type=int, help="K, candidate sequences per step")
+    p.add_argument("--horizon", type=int, help="N, steps each candidate looks ahead")
+    p.add_argument("--noise-variance", type=float, help="Brownian noise variance over the horizon")
+    p.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other planner config key, e.g. --set warm_fraction=0.5")
+    p.add_argument("--action-repeat", type=int, default=0,
+                   help="control steps each planned action is held; 0: the model's own (1 for mujoco)")
+    p.add_argument("--objective", choices=["observation", "predicted"], default="observation",
+                   help="sum of task rewards of predicted observations, or of predicted rewards")
+    p.add_argument("--seed", type=int, default=0, help="the first episode's start and planner noise")
+
+
+def _eval_config(args: argparse.Namespace, episodes: int, steps: int | None):
+    """The EvalConfig the episode arguments describe."""
+    from tdm_control.evaluation import EvalConfig
+
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    params = dict(args.set)
+    for key in ("samples", "horizon", "noise_variance"):
+        value = getattr(args, key)
+        if value is not None:
+            params[key] = value
+    return EvalConfig(task=args.task, model=args.model, planner=args.planner, planner_params=params,
+                      objective=args.objective, episodes=episodes, steps=steps, seed=args.seed,
+                      action_repeat=args.action_repeat)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tdm-control", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="run closed-loop MPC episodes and report the return")
-    ev.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
-    ev.add_argument("--model", type=_model, default="mujoco",
-                    help=f"dynamics model: {', '.join(MODELS)} or a path to an exported .onnx file")
-    ev.add_argument("--planner", choices=sorted(PLANNERS), default="random_shooting")
-    ev.add_argument("--samples", type=int, help="K, candidate sequences per step")
-    ev.add_argument("--horizon", type=int, help="N, steps each candidate looks ahead")
-    ev.add_argument("--noise-variance", type=float, help="Brownian noise variance over the horizon")
-    ev.add_argument("--set", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                    help="any other planner config key, e.g. --set warm_fraction=0.5")
-    ev.add_argument("--action-repeat", type=int, default=0,
-                    help="control steps each planned action is held; 0: the model's own (1 for mujoco)")
-    ev.add_argument("--objective", choices=["observation", "predicted"], default="observation",
-                    help="sum of task rewards of predicted observations, or of predicted rewards")
+    _add_episode_arguments(ev)
     ev.add_argument("--episodes", type=int, default=4)
     ev.add_argument("--steps", type=int, default=None, help="steps per episode (default: the task's 1000)")
-    ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--out", default=None, help="write the JSON result here")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    au = sub.add_parser("audit", help="audit the plans of one episode: predicted against true returns, and "
+                                      "the ground-truth planner's plan from the same states")
+    _add_episode_arguments(au)
+    au.add_argument("--steps", type=int, default=100, help="control steps to audit")
+    au.add_argument("--reference-samples", type=int, default=64,
+                    help="K of the reference planner (warm start on the ground truth, the same horizon)")
+    au.add_argument("--out", default=None, help="write the JSON result here")
+    au.add_argument("--plot", default=None, help="write a PNG plot of the returns against control step here")
+    au.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     pe = sub.add_parser("prediction-error", help="open-loop prediction error of models against the simulator")
     pe.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
@@ -88,20 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from tdm_control.evaluation import EvalConfig, evaluate, write_result
+    from tdm_control.evaluation import evaluate, write_result
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.steps is not None and args.steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-    params = dict(args.set)
-    for key in ("samples", "horizon", "noise_variance"):
-        value = getattr(args, key)
-        if value is not None:
-            params[key] = value
-    config = EvalConfig(task=args.task, model=args.model, planner=args.planner, planner_params=params,
-                        objective=args.objective, episodes=args.episodes, steps=args.steps, seed=args.seed,
-                        action_repeat=args.action_repeat)
+    config = _eval_config(args, args.episodes, args.steps)
     result = evaluate(config, show_progress=not args.no_progress)
     lo, hi = result["return_interval_68"]
     print(f"{args.task} | model {args.model} | planner {args.planner} {json.dumps(result['planner_config'])}")
@@ -115,6 +140,24 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:
         write_result(result, args.out)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from tdm_control.evaluation import write_result
+    from tdm_control.plan_audit import audit_episode, format_audit, plot_audit
+
+    if args.reference_samples < 1:
+        raise ConfigError(f"--reference-samples must be >= 1, got {args.reference_samples}")
+    config = _eval_config(args, 1, args.steps)
+    result = audit_episode(config, args.steps, args.reference_samples, show_progress=not args.no_progress)
+    print(format_audit(result))
+    if args.out:
+        write_result(result, args.out)
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot_audit(result, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -178,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return _eval(args)
+        if args.command == "audit":
+            return _audit(args)
         if args.command == "prediction-error":
             return _prediction_error(args)
         if args.command == "grid":
