@@ -131,7 +131,7 @@ def plot_reward_traces(results: list[dict[str, Any]], name: str, path: str) -> b
         ax.set_ylabel("reward")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle(name)
+    fig.suptitle(textwrap.fill(name, 30 * cols), fontsize=10)  # a one-panel figure is 5 in wide
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

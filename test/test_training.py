@@ -179,6 +179,19 @@ def test_fit_command_reports_a_missing_init_checkpoint(tiny_pipeline, tmp_path, 
     assert "train.init_from: no checkpoint at" in err and "nowhere.pt" in err
 
 
+def test_train_command_keeps_tracebacks_of_errors_not_its_own(tiny_pipeline, monkeypatch):
+    """Only the training package's own errors (which say what to do) become one line and exit 2."""
+    import training.train
+    from training.cli import main
+
+    def broken(*args, **kwargs):
+        raise ValueError("a library's internal error")
+
+    monkeypatch.setattr(training.train, "train", broken)
+    with pytest.raises(ValueError, match="internal error"):
+        main(["fit", "--config", tiny_pipeline[1], "--no-progress"])
+
+
 def test_data_parallel_training_with_two_processes(tiny_pipeline, tmp_path):
     pipeline, config_path = tiny_pipeline
     text = open(config_path).read().replace(pipeline.run_dir, str(tmp_path / "ddp"))

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from tdm_control.tokenizer import Tokenizer
 from training.dataset import action_repeat, dataset_hash, load_datasets
+from training.errors import TrainingError
 from training.train import TrainConfig, learning_rate, save_checkpoint
 
 KINDS = ("mlp_delta", "mlp_tokenized")
@@ -146,7 +147,7 @@ def train_baseline(data_dirs: str | Sequence[str], run_dir: str, config: MLPConf
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         if ckpt["mlp_config"] != dataclasses.asdict(config) or ckpt["dataset_hash"] != data_hash \
                 or ckpt["train_config"] != dataclasses.asdict(train_config):
-            raise ValueError(f"{path} belongs to another config or dataset; use a new run folder")
+            raise TrainingError(f"{path} belongs to another config or dataset; use a new run folder")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]

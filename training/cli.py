@@ -18,6 +18,7 @@ import sys
 from typing import Sequence
 
 from tdm_control.config import ConfigError
+from training.errors import TrainingError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:  # each says what is wrong and what to do
+    except (ConfigError, FileNotFoundError, TrainingError) as e:  # each says what is wrong and what to do
         print(f"tdm-train: error: {e}", file=sys.stderr)
         return 2
 

@@ -35,6 +35,7 @@ from tdm_control.planning.noise import brownian_noise
 from tdm_control.tasks import make_task
 from training.dataset import (FORMAT, POLICIES, VERSION, Episode, existing_episodes, read_metadata,
                               save_episode, write_json_atomic)
+from training.errors import TrainingError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +110,7 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     """Runs episode `index` of the dataset; a pure function of (config, index)."""
     task = _TASKS.get(config.task) or _TASKS.setdefault(config.task, make_task(config.task))
     if config.steps > task.episode_steps:
-        raise ValueError(f"collect.steps {config.steps} exceeds the task's episode of {task.episode_steps} steps")
+        raise TrainingError(f"collect.steps {config.steps} exceeds the task's episode of {task.episode_steps} steps")
     rng = np.random.default_rng([config.seed, index])
     mixes = config.policy_mixes()
     weights = np.array([m.weight for m in mixes])
@@ -172,7 +173,7 @@ def collect(config: CollectConfig, folder: str, show_progress: bool = True) -> l
         old_policy = {k: v for k, v in old["collect"].items() if k not in ("episodes", "workers")}
         new_policy = {k: v for k, v in meta["collect"].items() if k not in ("episodes", "workers")}
         if old["task"] != meta["task"] or not json_equal(old_policy, new_policy):
-            raise ValueError(f"{folder} holds data of another task or data policy; collect into a new folder")
+            raise TrainingError(f"{folder} holds data of another task or data policy; collect into a new folder")
     write_json_atomic(os.path.join(folder, "dataset.json"), meta)
     have = set(existing_episodes(folder))
     todo = [i for i in range(config.episodes) if i not in have]

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tdm_control.tokenizer import Role, Tokenizer
+from training.errors import TrainingError
 
 FORMAT = "tdm_control.dataset"
 VERSION = 1
@@ -89,7 +90,7 @@ def read_metadata(folder: str) -> dict[str, Any]:
     with open(path) as f:
         meta = json.load(f)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{path}: not a {FORMAT} v{VERSION} file (format={meta.get('format')!r}, "
+        raise TrainingError(f"{path}: not a {FORMAT} v{VERSION} file (format={meta.get('format')!r}, "
                          f"version={meta.get('version')!r})")
     return meta
 
@@ -110,7 +111,7 @@ def load_dataset(folder: str) -> tuple[dict[str, Any], list[Episode]]:
     meta = read_metadata(folder)
     episodes = [load_episode(episode_path(folder, i)) for i in existing_episodes(folder)]
     if not episodes:
-        raise ValueError(f"dataset {folder} has no episodes yet")
+        raise TrainingError(f"dataset {folder} has no episodes yet")
     return meta, episodes
 
 
@@ -123,15 +124,15 @@ def load_datasets(folders: str | Sequence[str]) -> tuple[dict[str, Any], list[Ep
     """
     folders = [folders] if isinstance(folders, str) else list(folders)
     if not folders:
-        raise ValueError("no dataset folder given")
+        raise TrainingError("no dataset folder given")
     meta, episodes = load_dataset(folders[0])
     for folder in folders[1:]:
         other, more = load_dataset(folder)
         if other["task"] != meta["task"]:
-            raise ValueError(f"{folder} holds {other['task'].get('task')!r} data with another task description "
+            raise TrainingError(f"{folder} holds {other['task'].get('task')!r} data with another task description "
                              f"than {folders[0]} ({meta['task'].get('task')!r}); train on one task's folders only")
         if action_repeat(other) != action_repeat(meta):
-            raise ValueError(f"{folder} holds one action per {action_repeat(other)} control steps, {folders[0]} "
+            raise TrainingError(f"{folder} holds one action per {action_repeat(other)} control steps, {folders[0]} "
                              f"per {action_repeat(meta)}; a model trains on one dataset step, so collect the "
                              f"folders with the same collect.action_repeat")
         episodes += more
@@ -195,7 +196,7 @@ class WindowSampler:
     def __init__(self, episodes: list[TokenizedEpisode], context: int, seed: int) -> None:
         self.episodes = [e for e in episodes if len(e.tokens) > context + 1]
         if not self.episodes:
-            raise ValueError(f"no episode is longer than the context window of {context} tokens")
+            raise TrainingError(f"no episode is longer than the context window of {context} tokens")
         self.context = context
         self.seed = seed
         starts = np.array([len(e.tokens) - context - 1 for e in self.episodes], dtype=np.int64)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from tdm_control.config import check
 from tdm_control.tokenizer import Role, Tokenizer
 from training.dataset import WindowSampler, action_repeat, dataset_hash, load_datasets, tokenize_episode
+from training.errors import TrainingError
 from training.model import TDM, TDMConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -129,7 +130,7 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
     task = meta["task"]
     tokenizer = Tokenizer(task["observation_size"], task["action_size"])
     if tokenizer.step_tokens != model_config.step_tokens or tokenizer.vocab_size != model_config.vocab_size:
-        raise ValueError(f"model config expects step_tokens={model_config.step_tokens}, vocab_size="
+        raise TrainingError(f"model config expects step_tokens={model_config.step_tokens}, vocab_size="
                          f"{model_config.vocab_size}; the dataset's task needs {tokenizer.step_tokens}, "
                          f"{tokenizer.vocab_size}")
     action_weights = {0: config.brownian_action_weight, 1: config.action_weight}
@@ -159,14 +160,14 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) -> dict[str, Any]:
     """The model weights of checkpoint `path`, checked to fit `model_config` and `task`."""
     if not os.path.exists(path):
-        raise ValueError(f"train.init_from: no checkpoint at {path}; train that run first or fix the path")
+        raise TrainingError(f"train.init_from: no checkpoint at {path}; train that run first or fix the path")
     ckpt = load_checkpoint(path)
     if ckpt["model_config"] != dataclasses.asdict(model_config):
         diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if ckpt["model_config"].get(k) != v)
-        raise ValueError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
+        raise TrainingError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
                          f"fine-tuning needs the same architecture")
     if ckpt["task"] != task:
-        raise ValueError(f"train.init_from: {path} was trained on task {ckpt['task'].get('task')!r}, "
+        raise TrainingError(f"train.init_from: {path} was trained on task {ckpt['task'].get('task')!r}, "
                          f"this dataset is {task.get('task')!r}")
     return ckpt["model"]
 
@@ -236,10 +237,10 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
     if os.path.exists(path):
         ckpt = load_checkpoint(path)
         if ckpt["model_config"] != dataclasses.asdict(model_config) or ckpt["dataset_hash"] != data.data_hash:
-            raise ValueError(f"{path} belongs to another model config or dataset; use a new run folder "
+            raise TrainingError(f"{path} belongs to another model config or dataset; use a new run folder "
                              f"or delete it to start over")
         if {"init_from": None, **ckpt["train_config"]} != dataclasses.asdict(config):  # runs older than init_from
-            raise ValueError(f"{path} was trained with another schedule; resume with the same train config")
+            raise TrainingError(f"{path} was trained with another schedule; resume with the same train config")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
