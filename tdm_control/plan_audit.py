@@ -98,14 +98,14 @@ def audit_episode(config: EvalConfig, steps: int, reference_samples: int = 64,
             "rewards": np.round(rewards, 4).tolist(), "plans": plans, "summary": summarize_audit(plans)}
 
 
-def summarize_audit(plans: list[dict[str, Any]]) -> dict[str, float]:
+def summarize_audit(plans: list[dict[str, Any]], margin: float = 0.5) -> dict[str, float]:
     """Means over plans of the model's optimism (predicted - true return of its chosen plan), of the
-    true return lost to the reference plan, and the share of plans where the model ranks a truly
-    better reference plan below its choice."""
+    true return lost to the reference plan, and the share of plans where the model ranks a reference
+    plan truly better by more than `margin` (summed reward) below its choice."""
     if not plans:
         return {"plans": 0}
     col = {k: np.array([p[k] for p in plans]) for k in plans[0] if k != "step"}
-    better = col["reference_true"] > col["chosen_true"]
+    better = col["reference_true"] > col["chosen_true"] + margin
     misranked = better & (col["reference_predicted"] < col["chosen_predicted"])
     return {"plans": len(plans),
             "optimism": float(np.mean(col["chosen_predicted"] - col["chosen_true"])),
@@ -124,7 +124,7 @@ def format_audit(result: dict[str, Any]) -> str:
     if s["plans"]:
         lines.append(f"\n{s['plans']} plans (returns over {result['horizon']} model steps): optimism "
                      f"{s['optimism']:+.2f}, the reference plan's true gain {s['reference_gain']:+.2f}, "
-                     f"truly better reference ranked below the choice in {100 * s['misranked_share']:.0f}%")
+                     f"a reference better by > 0.5 ranked below the choice in {100 * s['misranked_share']:.0f}%")
     return "\n".join(lines)
 
 

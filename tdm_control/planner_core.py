@@ -43,7 +43,8 @@ class PlannerNodeConfig:
     task: str = "cartpole_swingup"
     """Registered task: the joints read, the observation built, the reward planned for."""
     model: str = "mujoco"
-    """Dynamics model: 'mujoco' (ground truth) or the path of an exported .onnx model."""
+    """Dynamics model: 'mujoco' (ground truth), the path of an exported .onnx model, or several
+    such paths joined by '+' (an ensemble planning on their mean prediction)."""
     planner: str = "warm_start"
     """Registered planner name."""
     planner_params: dict = dataclasses.field(default_factory=dict)

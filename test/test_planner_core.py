@@ -113,6 +113,8 @@ def test_bad_joint_states_get_zero_torque_and_the_reason(names, positions, veloc
     (dataclasses.replace(CONFIG, planner="annealing"), "planner/planner_params: unknown planner 'annealing'"),
     (dataclasses.replace(CONFIG, planner_params={"samlpes": 8}), "did you mean 'samples'"),
     (dataclasses.replace(CONFIG, joints=("hinge_1",)), "joints: ['hinge_1'] must list each actuated joint"),
+    (dataclasses.replace(CONFIG, model="models/cartpole_swingup_tdm.onnx+models/walker_stand_tdm_v3.onnx"),
+     "models/walker_stand_tdm_v3.onnx was made for task 'walker_stand'"),
 ])
 def test_bad_configuration_means_zero_torque_for_every_state(config, message):
     core = PlannerCore(config)
