@@ -38,10 +38,12 @@ def test_the_ground_truth_keeps_its_promises():
 
 
 def test_audit_summary_counts_misranked_plans():
-    plans = [{"step": 0, "chosen_predicted": 9.0, "chosen_true": 4.0, "reference_true": 6.0, "reference_predicted": 3.0},
-             {"step": 2, "chosen_predicted": 5.0, "chosen_true": 5.0, "reference_true": 4.0, "reference_predicted": 2.0},
-             # Better by less than the margin: a tie, not a misranking.
-             {"step": 4, "chosen_predicted": 15.0, "chosen_true": 14.9, "reference_true": 15.0, "reference_predicted": 14.0}]
+    keys = ("chosen_predicted", "chosen_true", "reference_true", "reference_predicted")
+    plans = [{"step": 2 * i, **dict(zip(keys, row))} for i, row in enumerate([
+        (9.0, 4.0, 6.0, 3.0),  # overrates its choice, underrates a truly better plan
+        (5.0, 5.0, 4.0, 2.0),  # its choice is the better one
+        (15.0, 14.9, 15.0, 14.0),  # better by less than the margin: a tie, not a misranking
+    ])]
     s = summarize_audit(plans)
     assert s["optimism"] == pytest.approx((5.0 + 0.0 + 0.1) / 3)
     assert s["reference_gain"] == pytest.approx((2.0 - 1.0 + 0.1) / 3)

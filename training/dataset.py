@@ -91,7 +91,7 @@ def read_metadata(folder: str) -> dict[str, Any]:
         meta = json.load(f)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise TrainingError(f"{path}: not a {FORMAT} v{VERSION} file (format={meta.get('format')!r}, "
-                         f"version={meta.get('version')!r})")
+                            f"version={meta.get('version')!r})")
     return meta
 
 
@@ -130,11 +130,11 @@ def load_datasets(folders: str | Sequence[str]) -> tuple[dict[str, Any], list[Ep
         other, more = load_dataset(folder)
         if other["task"] != meta["task"]:
             raise TrainingError(f"{folder} holds {other['task'].get('task')!r} data with another task description "
-                             f"than {folders[0]} ({meta['task'].get('task')!r}); train on one task's folders only")
+                                f"than {folders[0]} ({meta['task'].get('task')!r}); train on one task's folders only")
         if action_repeat(other) != action_repeat(meta):
             raise TrainingError(f"{folder} holds one action per {action_repeat(other)} control steps, {folders[0]} "
-                             f"per {action_repeat(meta)}; a model trains on one dataset step, so collect the "
-                             f"folders with the same collect.action_repeat")
+                                f"per {action_repeat(meta)}; a model trains on one dataset step, so collect the "
+                                f"folders with the same collect.action_repeat")
         episodes += more
     return meta, episodes
 

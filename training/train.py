@@ -131,8 +131,8 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
     tokenizer = Tokenizer(task["observation_size"], task["action_size"])
     if tokenizer.step_tokens != model_config.step_tokens or tokenizer.vocab_size != model_config.vocab_size:
         raise TrainingError(f"model config expects step_tokens={model_config.step_tokens}, vocab_size="
-                         f"{model_config.vocab_size}; the dataset's task needs {tokenizer.step_tokens}, "
-                         f"{tokenizer.vocab_size}")
+                            f"{model_config.vocab_size}; the dataset's task needs {tokenizer.step_tokens}, "
+                            f"{tokenizer.vocab_size}")
     action_weights = {0: config.brownian_action_weight, 1: config.action_weight}
     tokenized = [tokenize_episode(tokenizer, e, action_weights) for e in episodes]
     every = max(2, round(1 / config.validation_fraction))
@@ -165,10 +165,10 @@ def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) ->
     if ckpt["model_config"] != dataclasses.asdict(model_config):
         diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if ckpt["model_config"].get(k) != v)
         raise TrainingError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
-                         f"fine-tuning needs the same architecture")
+                            f"fine-tuning needs the same architecture")
     if ckpt["task"] != task:
         raise TrainingError(f"train.init_from: {path} was trained on task {ckpt['task'].get('task')!r}, "
-                         f"this dataset is {task.get('task')!r}")
+                            f"this dataset is {task.get('task')!r}")
     return ckpt["model"]
 
 
@@ -238,7 +238,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
         ckpt = load_checkpoint(path)
         if ckpt["model_config"] != dataclasses.asdict(model_config) or ckpt["dataset_hash"] != data.data_hash:
             raise TrainingError(f"{path} belongs to another model config or dataset; use a new run folder "
-                             f"or delete it to start over")
+                                f"or delete it to start over")
         if {"init_from": None, **ckpt["train_config"]} != dataclasses.asdict(config):  # runs older than init_from
             raise TrainingError(f"{path} was trained with another schedule; resume with the same train config")
         model.load_state_dict(ckpt["model"])
