@@ -25,6 +25,17 @@ def test_export_passes_its_parity_check(tiny_model):
     assert os.path.getsize(path) < 2_000_000
 
 
+def test_exporting_a_checkpoint_again_gives_the_same_bytes(tiny_model, tmp_path):
+    """A shipped model is remade exactly from its checkpoint (reviewers can diff the file)."""
+    from training.export import export
+
+    pipeline, path, _ = tiny_model
+    again = str(tmp_path / "again.onnx")
+    export(os.path.join(pipeline.run_dir, CHECKPOINT), again, pipeline.export_config())
+    with open(path, "rb") as a, open(again, "rb") as b:
+        assert a.read() == b.read()
+
+
 def test_parity_check_catches_a_graph_that_is_not_the_model(tiny_model, tmp_path):
     pipeline, _, _ = tiny_model
     checkpoint = load_checkpoint(os.path.join(pipeline.run_dir, CHECKPOINT))

@@ -41,7 +41,7 @@ class EnsembleDynamics(Dynamics):
         self.action_repeat = members[0].action_repeat
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._mean(history, obs, actions, [m.rollout(history, obs, actions) for m in self.members[:1]])
+        return self._mean(history, obs, actions, [])
 
     def rollout_with_proposals(self, history: History, obs: np.ndarray,
                                noise: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,7 +50,8 @@ class EnsembleDynamics(Dynamics):
 
     def _mean(self, history: History, obs: np.ndarray, actions: np.ndarray,
               done: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean over members of (pred_obs (K, N, n), pred_reward (K, N)); `done` holds the first members'."""
+        """Mean over members of (pred_obs (K, N, n), pred_reward (K, N)); `done` holds the predictions
+        of the first members, already made, and the rest are asked for theirs."""
         predictions = done + [m.rollout(history, obs, actions) for m in self.members[len(done):]]
         return (np.mean([p[0] for p in predictions], axis=0),  # (K, N, n)
                 np.mean([p[1] for p in predictions], axis=0))  # (K, N)
