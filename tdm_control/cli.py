@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import yaml
 
@@ -22,6 +22,9 @@ from tdm_control.config import ConfigError
 from tdm_control.dynamics import MODELS
 from tdm_control.planning import PLANNERS
 from tdm_control.tasks import TASKS
+
+if TYPE_CHECKING:
+    from tdm_control.evaluation import EvalConfig
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -58,7 +61,7 @@ def _add_episode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="the first episode's start and planner noise")
 
 
-def _eval_config(args: argparse.Namespace, episodes: int, steps: int | None):
+def _eval_config(args: argparse.Namespace, episodes: int, steps: int | None) -> "EvalConfig":
     """The EvalConfig the episode arguments describe."""
     from tdm_control.evaluation import EvalConfig
 

@@ -31,23 +31,16 @@ from tqdm import tqdm
 
 from sim_bridge.simulator import Simulator
 from tdm_control.dynamics.mujoco_model import MujocoDynamics
-from tdm_control.evaluation import EvalConfig, build_controller, episode_rng
+from tdm_control.evaluation import EvalConfig, build_controller, episode_rng, reward_trace
 from tdm_control.planning import ObservationReward, make_planner
+from tdm_control.prediction_error import true_future
 from tdm_control.tasks import Task, make_task
 
 
 def replay_return(simulator: Simulator, task: Task, plan: np.ndarray, action_repeat: int) -> float:
     """True return of `plan` (N, m) from the simulator's current state, which is left unchanged."""
-    snapshot = simulator.save()
-    total = 0.0
-    for action in np.clip(plan, -1.0, 1.0):
-        torque = task.action_to_torque(action)
-        for _ in range(action_repeat):
-            simulator.step(torque)
-        positions, velocities, _ = simulator.joint_state()
-        total += float(task.reward(task.observation(positions, velocities), action))
-    simulator.restore(snapshot)
-    return total
+    actions = np.clip(plan, -1.0, 1.0)
+    return float(task.reward(true_future(simulator, actions, action_repeat), actions).sum())
 
 
 def audit_episode(config: EvalConfig, steps: int, reference_samples: int = 64,
@@ -95,7 +88,7 @@ def audit_episode(config: EvalConfig, steps: int, reference_samples: int = 64,
         reference.dynamics.close()
     return {"config": dataclasses.asdict(config), "steps": steps, "horizon": horizon, "action_repeat": repeat,
             "reference": {"planner": "warm_start", "model": "mujoco", "samples": reference_samples},
-            "rewards": np.round(rewards, 4).tolist(), "plans": plans, "summary": summarize_audit(plans)}
+            "rewards": reward_trace(rewards), "plans": plans, "summary": summarize_audit(plans)}
 
 
 def summarize_audit(plans: list[dict[str, Any]], margin: float = 0.5) -> dict[str, float]:
@@ -107,7 +100,7 @@ def summarize_audit(plans: list[dict[str, Any]], margin: float = 0.5) -> dict[st
     col = {k: np.array([p[k] for p in plans]) for k in plans[0] if k != "step"}
     better = col["reference_true"] > col["chosen_true"] + margin
     misranked = better & (col["reference_predicted"] < col["chosen_predicted"])
-    return {"plans": len(plans),
+    return {"plans": len(plans), "margin": margin,
             "optimism": float(np.mean(col["chosen_predicted"] - col["chosen_true"])),
             "reference_gain": float(np.mean(col["reference_true"] - col["chosen_true"])),
             "misranked_share": float(np.mean(misranked))}
@@ -115,7 +108,7 @@ def summarize_audit(plans: list[dict[str, Any]], margin: float = 0.5) -> dict[st
 
 def format_audit(result: dict[str, Any]) -> str:
     """A markdown table of the audited plans and a line of summary."""
-    lines = [f"| step | reward | chosen: predicted | chosen: true | reference: true | reference: predicted |",
+    lines = ["| step | reward | chosen: predicted | chosen: true | reference: true | reference: predicted |",
              "|---|---|---|---|---|---|"]
     for p in result["plans"]:
         lines.append(f"| {p['step']} | {result['rewards'][p['step']]:.2f} | {p['chosen_predicted']:.2f} | "
@@ -124,7 +117,7 @@ def format_audit(result: dict[str, Any]) -> str:
     if s["plans"]:
         lines.append(f"\n{s['plans']} plans (returns over {result['horizon']} model steps): optimism "
                      f"{s['optimism']:+.2f}, the reference plan's true gain {s['reference_gain']:+.2f}, "
-                     f"a reference better by > 0.5 ranked below the choice in {100 * s['misranked_share']:.0f}%")
+                     f"a reference better by > {s['margin']} ranked below the choice in {100 * s['misranked_share']:.0f}%")
     return "\n".join(lines)
 
 

@@ -115,14 +115,19 @@ def load_dataset(folder: str) -> tuple[dict[str, Any], list[Episode]]:
     return meta, episodes
 
 
-def load_datasets(folders: str | Sequence[str]) -> tuple[dict[str, Any], list[Episode]]:
+def dataset_folders(data_dirs: str | Sequence[str]) -> list[str]:
+    """A dataset folder, or several, as a list."""
+    return [data_dirs] if isinstance(data_dirs, str) else list(data_dirs)
+
+
+def load_datasets(data_dirs: str | Sequence[str]) -> tuple[dict[str, Any], list[Episode]]:
     """One folder's metadata and episodes, or several folders' episodes in folder order.
 
     A model trains on one task at one dataset step, so every folder must describe
     the same task and action repeat (their data policies may differ: that is the
     point of adding a folder). The metadata returned is the first folder's.
     """
-    folders = [folders] if isinstance(folders, str) else list(folders)
+    folders = dataset_folders(data_dirs)
     if not folders:
         raise TrainingError("no dataset folder given")
     meta, episodes = load_dataset(folders[0])

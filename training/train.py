@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from tdm_control.config import check
 from tdm_control.tokenizer import Role, Tokenizer
-from training.dataset import WindowSampler, action_repeat, dataset_hash, load_datasets, tokenize_episode
+from training.dataset import (WindowSampler, action_repeat, dataset_folders, dataset_hash, load_datasets,
+                              tokenize_episode)
 from training.errors import TrainingError
 from training.model import TDM, TDMConfig
 
@@ -227,7 +228,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
         else torch.device("cpu")
     data = prepare_data(data_dirs, config, model_config)
-    folders = [data_dirs] if isinstance(data_dirs, str) else list(data_dirs)
+    folders = dataset_folders(data_dirs)
     torch.manual_seed(config.seed)
     model = TDM(model_config).to(device)
     optimizer = make_optimizer(model, config)
