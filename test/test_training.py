@@ -262,3 +262,78 @@ def test_training_pools_folders_of_one_task_and_refuses_others(tiny_pipeline, tm
     pooled_path.write_text(yaml.safe_dump({**raw, "extra_data_dirs": [more, pipeline.data_dir + "/"]}))
     with pytest.raises(Exception, match="extra_data_dirs: names a folder twice"):
         load_pipeline(str(pooled_path))
+
+
+def test_on_policy_collection_plans_with_an_exported_model(tiny_model, walker_model, tmp_path):
+    """`collect.model`: the model's own planner drives the MPC segments; its actions are labelled
+    `model_mpc` (dynamics targets, never behaviour cloning); the folder belongs to that model file."""
+    import hashlib
+    import shutil
+
+    from training.dataset import POLICIES
+
+    pipeline, model_path, _ = tiny_model
+    own = str(tmp_path / "own.onnx")
+    shutil.copy(model_path, own)
+    config = dataclasses.replace(pipeline.collect_config(), episodes=1, steps=24, segment_steps=6, model=own,
+                                 planner="proposal", planner_params={"samples": 4, "horizon": 3},
+                                 mixes=({"mpc_share": 0.5, "action_noise": 0.1},), seed=3)
+    folder = str(tmp_path / "on_policy")
+    collect(config, folder, show_progress=False)
+    meta, (episode,) = load_dataset(folder)
+    assert POLICIES[2] == "model_mpc" and set(np.unique(episode.policy).tolist()) == {0, 2}
+    assert meta["model_sha256"] == hashlib.sha256(open(own, "rb").read()).hexdigest()
+    # A pure function of (config, index), like ground-truth collection.
+    collect(config, str(tmp_path / "again"), show_progress=False)
+    _, (again,) = load_dataset(str(tmp_path / "again"))
+    assert np.array_equal(again.observations, episode.observations) and np.array_equal(again.actions, episode.actions)
+    # Its actions are never behaviour-cloning targets; the ground-truth planner's are.
+    tokenizer = Tokenizer(5, 1)
+
+    def action_weights(e):  # (T,) loss weight of each step's action token
+        return tokenize_episode(tokenizer, e, {0: 0.0, 1: 1.0}).weight[:len(e) * tokenizer.step_tokens] \
+            .reshape(len(e), -1)[:, -1]
+
+    assert not action_weights(episode).any()
+    relabelled = dataclasses.replace(episode, policy=np.where(episode.policy == 2, 1, 0).astype(np.int8))
+    assert np.array_equal(action_weights(relabelled) > 0, episode.policy == 2)
+    # The folder is refused once the model file changes, and a model for another task before any work.
+    import onnx
+
+    proto = onnx.load(own)
+    proto.doc_string = "retrained"  # the same model file, another version
+    onnx.save(proto, own)
+    with pytest.raises(ValueError, match="another version of"):
+        collect(dataclasses.replace(config, episodes=2), folder, show_progress=False)
+    with pytest.raises(Exception, match="walker_stand"):
+        collect(dataclasses.replace(config, model=walker_model), str(tmp_path / "never"), show_progress=False)
+    assert not os.path.exists(tmp_path / "never")
+    with pytest.raises(Exception, match="exported .onnx"):
+        dataclasses.replace(config, model="models/tdm.pt")
+
+
+def test_folder_weights_set_each_folders_share_of_windows():
+    from training.dataset import TokenizedEpisode, WindowSampler
+    from training.errors import TrainingError
+    from training.train import folder_shares
+
+    def episode(length, value):
+        return TokenizedEpisode(np.full(length, value), np.zeros(length, dtype=np.int64), np.ones(length, np.float32))
+
+    # Folder 0 holds 3 long episodes (300 tokens each), folder 1 one short one (101 tokens).
+    episodes = [episode(301, 0), episode(301, 0), episode(301, 0), episode(101, 1)]
+    sources, lengths = [0, 0, 0, 1], [301, 301, 301, 101]
+    def share_of_folder_1(weights):
+        sampler = WindowSampler(episodes, 10, seed=0, weights=weights)
+        tokens = np.concatenate([sampler.batch(64, step)[0][:, 0] for step in range(40)])
+        return np.mean(tokens == 1)
+
+    assert folder_shares(sources, lengths, None, 2) is None
+    assert share_of_folder_1(None) == pytest.approx(90 / (3 * 290 + 90), abs=0.03)  # by size: ~9%
+    assert share_of_folder_1(folder_shares(sources, lengths, [1, 1], 2)) == pytest.approx(0.5, abs=0.04)
+    assert share_of_folder_1(folder_shares(sources, lengths, [3, 1], 2)) == pytest.approx(0.25, abs=0.04)
+    with pytest.raises(TrainingError, match="2 shares for 3 dataset folders"):
+        folder_shares(sources, lengths, [1, 1], 3)
+    with pytest.raises(Exception, match="folder_weights"):
+        from training.train import TrainConfig
+        TrainConfig(folder_weights=(0.0, 0.0))

@@ -6,6 +6,10 @@ segment:
 
 * `mpc`: the ground-truth MuJoCo model driving a warm-started random-shooting
   planner (near-expert), its actions perturbed by Gaussian noise;
+  with `collect.model` set to an exported model, that model drives the planner
+  instead (`model_mpc`): on-policy data of the states its own planner reaches,
+  where its errors cost return. The simulator still labels every transition;
+  these actions train the dynamics only, never the behaviour-cloning policy;
 * `brownian`: a fresh Brownian walk of the kind the planner samples (drift 0,
   variance 2 over the segment, first action uniform in the box).
 
@@ -18,6 +22,7 @@ planner will ask the model about.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -28,7 +33,7 @@ from tqdm import tqdm
 
 from sim_bridge.simulator import Simulator
 from tdm_control.config import check, from_dict
-from tdm_control.dynamics.mujoco_model import MujocoDynamics
+from tdm_control.dynamics import make_dynamics, resolve_model_path
 from tdm_control.history import History
 from tdm_control.planning import ObservationReward, make_planner, planner_config
 from tdm_control.planning.noise import brownian_noise
@@ -78,7 +83,10 @@ class CollectConfig:
     mixes: tuple[Any, ...] = DEFAULT_MIXES
     """Episode mixes: dicts with weight, mpc_share, action_noise (see PolicyMix)."""
     planner: str = "warm_start"
-    """Planner driving the MPC segments (with the ground-truth model)."""
+    """Planner driving the MPC segments."""
+    model: str = "mujoco"
+    """Dynamics it plans with: 'mujoco' (ground truth, near-expert data) or an exported .onnx
+    model (on-policy data for that model; `proposal` needs one)."""
     planner_params: dict = dataclasses.field(default_factory=lambda: {"samples": 64, "horizon": 50})
     """Its config; cheaper than evaluation settings, since noise is added anyway."""
     workers: int = 2
@@ -98,6 +106,8 @@ class CollectConfig:
         for i, mix in enumerate(self.mixes):
             from_dict(PolicyMix, dict(mix), where=f"collect.mixes[{i}]")
         planner_config(self.planner, self.planner_params)
+        check(self.model == "mujoco" or self.model.endswith(".onnx"), "model",
+              f"must be 'mujoco' or a path to an exported .onnx model, got {self.model!r}")
 
     def policy_mixes(self) -> list[PolicyMix]:
         return [from_dict(PolicyMix, dict(m)) for m in self.mixes]
@@ -115,7 +125,7 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     mixes = config.policy_mixes()
     weights = np.array([m.weight for m in mixes])
     mix = mixes[rng.choice(len(mixes), p=weights / weights.sum())]
-    dynamics = MujocoDynamics(task, nthread=1, action_repeat=config.action_repeat)
+    dynamics = open_dynamics(config, task)
     planner = make_planner(config.planner, dynamics, ObservationReward(task.reward), task.action_size,
                            np.random.default_rng([config.seed, index, 1]), config.planner_params)
     simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
@@ -126,7 +136,8 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     rewards = np.zeros(steps + 1)
     actions = np.empty((steps, m))
     policy = np.empty(steps, dtype=np.int8)
-    empty = History(0)
+    planner_label = 1 if config.model == "mujoco" else 2  # POLICIES
+    history = History(dynamics.history_steps)  # what a sequence model conditions on
     t = 0
     while t < steps:
         length = min(config.segment_steps, steps - t)
@@ -136,11 +147,13 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
             positions, velocities, _ = simulator.joint_state()
             observations[t] = task.observation(positions, velocities)
             if use_mpc:
-                action = planner.plan(observations[t], empty) + mix.action_noise * rng.normal(size=m)
+                history.current_reward = rewards[t]
+                action = planner.plan(observations[t], history) + mix.action_noise * rng.normal(size=m)
             else:
                 action = walk[k]
             actions[t] = np.clip(action, -1.0, 1.0)
-            policy[t] = 1 if use_mpc else 0
+            policy[t] = planner_label if use_mpc else 0
+            history.append(observations[t], rewards[t], actions[t])  # the action executed, noise and all
             torque = task.action_to_torque(actions[t])
             for _ in range(config.action_repeat):
                 rewards[t + 1] = simulator.step(torque)  # the reward on arrival: the last control step's
@@ -149,6 +162,21 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     observations[t] = task.observation(positions, velocities)
     dynamics.close()
     return Episode(observations, rewards, actions, policy, seed=index, episode_return=simulator.episode_return)
+
+
+def open_dynamics(config: CollectConfig, task):
+    """The collection planner's model, on one thread per worker; a ConfigError for a model made
+    for another task or action repeat, or a missing file."""
+    kwargs = {"nthread": 1} if config.model == "mujoco" else {"threads": 1, "device": "cpu"}
+    return make_dynamics(config.model, task, action_repeat=config.action_repeat, **kwargs)
+
+
+def model_digest(name: str) -> str | None:
+    """sha256 of an exported model's file (None for 'mujoco'): on-policy data belongs to one model."""
+    if name == "mujoco":
+        return None
+    with open(resolve_model_path(name), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _work(args: tuple[CollectConfig, str, int]) -> tuple[int, float]:
@@ -164,16 +192,22 @@ def collect(config: CollectConfig, folder: str, show_progress: bool = True) -> l
     Resumable and appendable: episodes already on disk are kept, missing indices
     are collected. A folder made for another task or data policy is refused.
     """
-    os.makedirs(folder, exist_ok=True)
     task = make_task(config.task)
+    open_dynamics(config, task).close()  # refuse a wrong model before touching the folder
     meta = {"format": FORMAT, "version": VERSION, "task": task.describe(),
-            "collect": dataclasses.asdict(config), "policies": {str(k): v for k, v in POLICIES.items()}}
+            "collect": dataclasses.asdict(config), "policies": {str(k): v for k, v in POLICIES.items()},
+            "model_sha256": model_digest(config.model)}
     if os.path.exists(os.path.join(folder, "dataset.json")):
         old = read_metadata(folder)
         old_policy = {k: v for k, v in old["collect"].items() if k not in ("episodes", "workers")}
         new_policy = {k: v for k, v in meta["collect"].items() if k not in ("episodes", "workers")}
+        old_policy.setdefault("model", "mujoco")  # folders collected before the key existed
         if old["task"] != meta["task"] or not json_equal(old_policy, new_policy):
             raise TrainingError(f"{folder} holds data of another task or data policy; collect into a new folder")
+        if old.get("model_sha256") != meta["model_sha256"]:
+            raise TrainingError(f"{folder} holds on-policy data of another version of {config.model} (its file "
+                                f"changed since); collect into a new folder")
+    os.makedirs(folder, exist_ok=True)
     write_json_atomic(os.path.join(folder, "dataset.json"), meta)
     have = set(existing_episodes(folder))
     todo = [i for i in range(config.episodes) if i not in have]

@@ -37,8 +37,10 @@ from training.errors import TrainingError
 
 FORMAT = "tdm_control.dataset"
 VERSION = 1
-POLICIES = {0: "brownian", 1: "mpc"}
-"""Per-step policy labels: Brownian-noise actions, or the ground-truth MPC planner's (plus noise)."""
+POLICIES = {0: "brownian", 1: "mpc", 2: "model_mpc"}
+"""Per-step policy labels: Brownian-noise actions, the ground-truth MPC planner's (plus noise), or
+the MPC planner's on an exported model (on-policy data: a dynamics target, never a behaviour-cloning
+target, since the model's own choices are not expert actions)."""
 
 
 @dataclasses.dataclass
@@ -49,6 +51,7 @@ class Episode:
     policy: np.ndarray  # (T,) int8
     seed: int
     episode_return: float = float("nan")  # sum over every control step (NaN if not recorded)
+    source: int = 0  # which of the folders given to load_datasets it came from (not stored)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -131,7 +134,7 @@ def load_datasets(data_dirs: str | Sequence[str]) -> tuple[dict[str, Any], list[
     if not folders:
         raise TrainingError("no dataset folder given")
     meta, episodes = load_dataset(folders[0])
-    for folder in folders[1:]:
+    for source, folder in enumerate(folders[1:], start=1):
         other, more = load_dataset(folder)
         if other["task"] != meta["task"]:
             raise TrainingError(f"{folder} holds {other['task'].get('task')!r} data with another task description "
@@ -140,6 +143,8 @@ def load_datasets(data_dirs: str | Sequence[str]) -> tuple[dict[str, Any], list[
             raise TrainingError(f"{folder} holds one action per {action_repeat(other)} control steps, {folders[0]} "
                                 f"per {action_repeat(meta)}; a model trains on one dataset step, so collect the "
                                 f"folders with the same collect.action_repeat")
+        for episode in more:
+            episode.source = source
         episodes += more
     return meta, episodes
 
@@ -198,14 +203,18 @@ class WindowSampler:
     uninterrupted one.
     """
 
-    def __init__(self, episodes: list[TokenizedEpisode], context: int, seed: int) -> None:
-        self.episodes = [e for e in episodes if len(e.tokens) > context + 1]
-        if not self.episodes:
+    def __init__(self, episodes: list[TokenizedEpisode], context: int, seed: int,
+                 weights: Sequence[float] | None = None) -> None:
+        """`weights` (one per episode) scale each episode's share of windows; None: all 1."""
+        keep = [i for i, e in enumerate(episodes) if len(e.tokens) > context + 1]
+        if not keep:
             raise TrainingError(f"no episode is longer than the context window of {context} tokens")
+        self.episodes = [episodes[i] for i in keep]
         self.context = context
         self.seed = seed
         starts = np.array([len(e.tokens) - context - 1 for e in self.episodes], dtype=np.int64)
-        self._probabilities = starts / starts.sum()
+        scale = np.ones(len(keep)) if weights is None else np.asarray(weights, dtype=np.float64)[keep]
+        self._probabilities = starts * scale / (starts * scale).sum()
         self._starts = starts
 
     def batch(self, size: int, step: int, rank: int = 0) -> tuple[np.ndarray, ...]:
@@ -264,7 +273,7 @@ def summarize_dataset(folder: str, success_reward: float = 0.9, lost_reward: flo
     """
     meta, episodes = load_dataset(folder)
     returns = np.array([e.episode_return for e in episodes])
-    mpc = np.array([float(np.mean(e.policy == 1)) for e in episodes])
+    mpc = np.array([float(np.mean(e.policy != 0)) for e in episodes])  # planner-chosen share
     rewards = np.concatenate([e.rewards[1:] for e in episodes])
     outcomes = [lost_and_recovered(e.rewards[1:], success_reward, lost_reward) for e in episodes]
     groups = []

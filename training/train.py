@@ -56,6 +56,10 @@ class TrainConfig:
     """Loss weight of action tokens chosen by the MPC policy (behaviour cloning)."""
     brownian_action_weight: float = 0.0
     """Loss weight of action tokens drawn as Brownian noise (not worth imitating)."""
+    folder_weights: tuple[float, ...] | None = None
+    """Share of training windows drawn from each dataset folder (data_dir, then extra_data_dirs),
+    normalised; None draws in proportion to each folder's size. Lets a small folder of new data
+    (on-policy, a rare phase) count without being drowned by a large one."""
     validation_fraction: float = 0.05
     """Share of episodes held out for validation."""
     validation_windows: int = 512
@@ -79,6 +83,10 @@ class TrainConfig:
         check(0 < self.validation_fraction < 1, "validation_fraction",
               f"must be in (0, 1), got {self.validation_fraction}")
         check(self.min_learning_rate <= self.learning_rate, "min_learning_rate", "must not exceed learning_rate")
+        if self.folder_weights is not None:
+            check(len(self.folder_weights) > 0 and all(w >= 0 for w in self.folder_weights)
+                  and sum(self.folder_weights) > 0, "folder_weights",
+                  f"must be shares >= 0, one per dataset folder, not all 0; got {list(self.folder_weights)}")
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -138,13 +146,35 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
     tokenized = [tokenize_episode(tokenizer, e, action_weights) for e in episodes]
     every = max(2, round(1 / config.validation_fraction))
     val = [t for i, t in enumerate(tokenized) if i % every == every - 1]
-    train = [t for i, t in enumerate(tokenized) if i % every != every - 1] or tokenized
+    train_ids = [i for i in range(len(tokenized)) if i % every != every - 1] or list(range(len(tokenized)))
     val = val or tokenized[:1]
     c = config.sequence_tokens
     windows = WindowSampler(val, c, seed=config.seed).all_windows(stride=max(1, c // 2))
     pick = np.random.default_rng(config.seed).permutation(len(windows[0]))[:config.validation_windows]
-    return Prepared(tokenizer, WindowSampler(train, c, seed=config.seed), tuple(w[pick] for w in windows),
-                    meta, dataset_hash(episodes, meta), len(episodes))
+    train = [tokenized[i] for i in train_ids]
+    weights = folder_shares([episodes[i].source for i in train_ids], [len(t.tokens) for t in train],
+                            config.folder_weights, len(dataset_folders(data_dirs)))
+    return Prepared(tokenizer, WindowSampler(train, c, seed=config.seed, weights=weights),
+                    tuple(w[pick] for w in windows), meta, dataset_hash(episodes, meta), len(episodes))
+
+
+def folder_shares(sources: list[int], lengths: list[int], shares: Sequence[float] | None,
+                  folders: int) -> np.ndarray | None:
+    """Per-episode window weights that give folder f the share `shares[f]` of all windows.
+
+    Args:
+      sources: (E,) folder index of each training episode; lengths: (E,) its tokens.
+      shares: one per folder (normalised here), or None: in proportion to size (no weights).
+    """
+    if shares is None:
+        return None
+    if len(shares) != folders:
+        raise TrainingError(f"train.folder_weights has {len(shares)} shares for {folders} dataset folders "
+                            f"(data_dir, then extra_data_dirs); give one per folder")
+    sources_arr, lengths_arr = np.asarray(sources), np.asarray(lengths, dtype=np.float64)
+    size = np.bincount(sources_arr, weights=lengths_arr, minlength=folders)  # tokens per folder
+    share = np.asarray(shares, dtype=np.float64) / sum(shares)
+    return share[sources_arr] / size[sources_arr]
 
 
 def save_checkpoint(path: str, payload: dict[str, Any]) -> None:
