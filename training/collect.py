@@ -190,7 +190,8 @@ def collect(config: CollectConfig, folder: str, show_progress: bool = True) -> l
     """Fills `folder` up to `config.episodes` episodes; returns the indices collected now.
 
     Resumable and appendable: episodes already on disk are kept, missing indices
-    are collected. A folder made for another task or data policy is refused.
+    are collected. A folder made for another task or data policy, or with another
+    version of the file `config.model` names, is refused.
     """
     task = make_task(config.task)
     open_dynamics(config, task).close()  # refuse a wrong model before touching the folder
