@@ -112,6 +112,33 @@ def test_a_tiny_model_learns(tiny_model):
     assert checkpoint["tokenizer"]["bins"] == 1024 and checkpoint["model_config"]["context_tokens"] == 24
 
 
+def test_loss_command_scores_checkpoints_on_one_pipelines_windows(tiny_model, tiny_pipeline, tmp_path, capsys):
+    """`tdm-train loss`: a run's checkpoint on its own pipeline's windows gives the run's last
+    validation loss; a missing, baseline or other-task checkpoint is an error with exit 2."""
+    from training.cli import main
+    from training.train import checkpoint_losses
+
+    pipeline, _, _ = tiny_model
+    path = os.path.join(pipeline.run_dir, CHECKPOINT)
+    (row,) = checkpoint_losses([path], pipeline.data_dirs, pipeline.train_config(), pipeline.model_config())
+    metrics = load_checkpoint(path)["metrics"]
+    assert row["step"] == 40
+    for key in ("loss", "observation", "reward", "action"):
+        assert row[key] == pytest.approx(metrics[f"val_{key}"], rel=1e-5)
+    _, config_path = tiny_pipeline
+    assert main(["loss", "--config", config_path, "--checkpoint", path]) == 0
+    assert f"(step 40): loss {metrics['val_loss']:.4f}" in capsys.readouterr().out
+    other = load_checkpoint(path)
+    other["task"] = {**other["task"], "task": "walker_stand"}
+    torch.save(other, tmp_path / "other.pt")
+    baseline = {k: v for k, v in load_checkpoint(path).items() if k != "tokenizer"}
+    torch.save(baseline, tmp_path / "baseline.pt")
+    for bad, message in ((tmp_path / "missing.pt", "no checkpoint at"), (tmp_path / "other.pt", "'walker_stand'"),
+                         (tmp_path / "baseline.pt", "not a TDM checkpoint")):
+        assert main(["loss", "--config", config_path, "--checkpoint", str(bad)]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_resume_continues_the_same_run(tiny_pipeline, tmp_path):
     pipeline, _ = tiny_pipeline
     model_config = pipeline.model_config()

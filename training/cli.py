@@ -5,6 +5,8 @@
     tdm-train fit     --config ... [--max-steps N]
     tdm-train export  --config ... [--out models/x.onnx]
     tdm-train stats   --config ...     # what each dataset folder holds: returns by policy, success share
+    tdm-train loss    --config ... --checkpoint runs/a/checkpoint.pt [--checkpoint ...]
+                                       # checkpoints' losses on this pipeline's held-out windows
 
 Data-parallel training: torchrun --nproc_per_node 2 -m training.cli fit --config ...
 """
@@ -29,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("fit", "train (or resume) the TDM"),
                        ("export", "export the trained TDM to ONNX with a parity check"),
                        ("all", "collect, fit and export"),
-                       ("stats", "summarize the collected dataset (returns by policy, share of successful steps)")]:
+                       ("stats", "summarize the collected dataset (returns by policy, share of successful steps)"),
+                       ("loss", "validation loss of TDM checkpoints on this pipeline's held-out windows")]:
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", required=True, help="pipeline YAML, e.g. config/training/cartpole_swingup.yaml")
         p.add_argument("--no-progress", action="store_true")
@@ -40,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--max-steps", type=int, help="override train.max_steps")
         if name in ("export", "all"):
             p.add_argument("--out", help="override model_path")
+        if name == "loss":
+            p.add_argument("--checkpoint", action="append", required=True,
+                           help="a runs/<run>/checkpoint.pt; repeat to compare several on the same windows")
     return parser
 
 
@@ -53,6 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
         for folder in pipeline.data_dirs:
             print_stats(summarize_dataset(folder))
+        return 0
+    if args.command == "loss":
+        from training.train import checkpoint_losses
+
+        rows = checkpoint_losses(args.checkpoint, pipeline.data_dirs, pipeline.train_config(),
+                                 pipeline.model_config())
+        print(f"validation windows of {', '.join(pipeline.data_dirs)} (nats per target token):")
+        for r in rows:
+            print(f"{r['checkpoint']} (step {r['step']}): loss {r['loss']:.4f}  observation {r['observation']:.4f}  "
+                  f"reward {r['reward']:.4f}  action {r['action']:.4f}")
         return 0
     if args.command in ("collect", "all"):
         from training.collect import collect

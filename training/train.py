@@ -214,6 +214,31 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> TDM:
     return model.eval()
 
 
+def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], config: TrainConfig,
+                      model_config: TDMConfig) -> list[dict[str, Any]]:
+    """Validation losses of TDM checkpoints on one pipeline's held-out windows, nats per target token.
+
+    Each run holds out every k-th episode of its own folders, so runs trained on different
+    folders report losses on different windows; this scores any checkpoints of the task on the
+    same windows. Returns one row per checkpoint: path, step, loss (the weighted total) and the
+    loss by role (observation, reward, action).
+    """
+    data = prepare_data(data_dirs, config, model_config)
+    rows = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise TrainingError(f"no checkpoint at {path}; give a runs/<run>/{CHECKPOINT} that exists")
+        ckpt = load_checkpoint(path)
+        if "tokenizer" not in ckpt:
+            raise TrainingError(f"{path} is not a TDM checkpoint (a baseline's?): only TDMs read token windows")
+        if ckpt["task"] != data.meta["task"]:
+            raise TrainingError(f"{path} was trained on task {ckpt['task'].get('task')!r} with another task "
+                                f"description than this data ({data.meta['task'].get('task')!r})")
+        losses = evaluate_loss(model_from_checkpoint(ckpt), data.validation, data.tokenizer, torch.device("cpu"))
+        rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses})
+    return rows
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size), initialising torch.distributed when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
