@@ -123,8 +123,15 @@ def test_loss_command_scores_checkpoints_on_one_pipelines_windows(tiny_model, ti
     (row,) = checkpoint_losses([path], pipeline.data_dirs, pipeline.train_config(), pipeline.model_config())
     metrics = load_checkpoint(path)["metrics"]
     assert row["step"] == 40
-    for key in ("loss", "observation", "reward", "action"):
+    for key in ("loss", "observation", "reward"):
         assert row[key] == pytest.approx(metrics[f"val_{key}"], rel=1e-5)
+    assert (row["action"] or 0.0) == pytest.approx(metrics["val_action"], rel=1e-5)  # training logs 0 for none
+    # A role the windows hold no target of is None, not 0: here actions, with and without targets.
+    for weight, has_targets in ((0.0, False), (1.0, True)):
+        config = dataclasses.replace(pipeline.train_config(), action_weight=weight, brownian_action_weight=weight)
+        (row,) = checkpoint_losses([path], pipeline.data_dirs, config, pipeline.model_config())
+        assert (row["action"] is not None) == has_targets
+        assert row["observation"] == pytest.approx(metrics["val_observation"], rel=1e-5)
     _, config_path = tiny_pipeline
     assert main(["loss", "--config", config_path, "--checkpoint", path]) == 0
     assert f"(step 40): loss {metrics['val_loss']:.4f}" in capsys.readouterr().out
@@ -342,14 +349,15 @@ def test_on_policy_collection_plans_with_an_exported_model(tiny_model, walker_mo
 def test_folder_weights_set_each_folders_share_of_windows():
     from training.dataset import TokenizedEpisode, WindowSampler
     from training.errors import TrainingError
-    from training.train import folder_shares
+    from training.train import TrainConfig, folder_shares
 
     def episode(length, value):
         return TokenizedEpisode(np.full(length, value), np.zeros(length, dtype=np.int64), np.ones(length, np.float32))
 
-    # Folder 0 holds 3 long episodes (300 tokens each), folder 1 one short one (101 tokens).
+    # Folder 0 holds 3 long episodes (301 tokens each), folder 1 one short one (101 tokens).
     episodes = [episode(301, 0), episode(301, 0), episode(301, 0), episode(101, 1)]
     sources, lengths = [0, 0, 0, 1], [301, 301, 301, 101]
+
     def share_of_folder_1(weights):
         sampler = WindowSampler(episodes, 10, seed=0, weights=weights)
         tokens = np.concatenate([sampler.batch(64, step)[0][:, 0] for step in range(40)])
@@ -362,5 +370,4 @@ def test_folder_weights_set_each_folders_share_of_windows():
     with pytest.raises(TrainingError, match="2 shares for 3 dataset folders"):
         folder_shares(sources, lengths, [1, 1], 3)
     with pytest.raises(Exception, match="folder_weights"):
-        from training.train import TrainConfig
         TrainConfig(folder_weights=(0.0, 0.0))

@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
                                  pipeline.model_config())
         print(f"validation windows of {', '.join(pipeline.data_dirs)} (nats per target token):")
         for r in rows:
-            print(f"{r['checkpoint']} (step {r['step']}): loss {r['loss']:.4f}  observation {r['observation']:.4f}  "
-                  f"reward {r['reward']:.4f}  action {r['action']:.4f}")
+            roles = "  ".join(f"{k} {'-' if r[k] is None else format(r[k], '.4f')}"
+                              for k in ("observation", "reward", "action"))
+            print(f"{r['checkpoint']} (step {r['step']}): loss {r['loss']:.4f}  {roles}")
         return 0
     if args.command in ("collect", "all"):
         from training.collect import collect

@@ -221,9 +221,13 @@ def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], conf
     Each run holds out every k-th episode of its own folders, so runs trained on different
     folders report losses on different windows; this scores any checkpoints of the task on the
     same windows. Returns one row per checkpoint: path, step, loss (the weighted total) and the
-    loss by role (observation, reward, action).
+    loss by role (observation, reward, action; None for a role the windows hold no target of).
     """
     data = prepare_data(data_dirs, config, model_config)
+    _, local, _, weights = data.validation  # (W, C) each
+    target_roles = data.tokenizer.roles()[(local + 1) % data.tokenizer.step_tokens]  # (W, C)
+    empty = [r.name.lower() for r in (Role.OBSERVATION, Role.REWARD, Role.ACTION)
+             if not ((target_roles == r) & (weights > 0)).any()]  # e.g. no action targets in on-policy data
     rows = []
     for path in paths:
         if not os.path.exists(path):
@@ -235,7 +239,7 @@ def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], conf
             raise TrainingError(f"{path} was trained on task {ckpt['task'].get('task')!r} with another task "
                                 f"description than this data ({data.meta['task'].get('task')!r})")
         losses = evaluate_loss(model_from_checkpoint(ckpt), data.validation, data.tokenizer, torch.device("cpu"))
-        rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses})
+        rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses, **{k: None for k in empty}})
     return rows
 
 
