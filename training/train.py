@@ -58,8 +58,8 @@ class TrainConfig:
     """Loss weight of action tokens drawn as Brownian noise (not worth imitating)."""
     folder_weights: tuple[float, ...] | None = None
     """Share of training windows drawn from each dataset folder (data_dir, then extra_data_dirs),
-    normalised (see folder_shares); None draws in proportion to each folder's size. Lets a small folder of new data
-    (on-policy, a rare phase) count without being drowned by a large one."""
+    normalised (see folder_shares); None draws in proportion to each folder's size. Lets a small
+    folder of new data (on-policy, a rare phase) count without being drowned by a large one."""
     validation_fraction: float = 0.05
     """Share of episodes held out for validation."""
     validation_windows: int = 512
@@ -193,18 +193,27 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def read_tdm_checkpoint(path: str, task: dict[str, Any], asker: str) -> dict[str, Any]:
+    """Checkpoint `path`, checked to exist, to be a TDM's and to be of `task` (a dataset's task
+    description); `asker` starts each error message (the config key or command that named it)."""
+    if not os.path.exists(path):
+        raise TrainingError(f"{asker}: no checkpoint at {path}; train that run first or fix the path")
+    ckpt = load_checkpoint(path)
+    if "tokenizer" not in ckpt:
+        raise TrainingError(f"{asker}: {path} is not a TDM checkpoint (a baseline's?); give a TDM run's {CHECKPOINT}")
+    if ckpt["task"] != task:
+        raise TrainingError(f"{asker}: {path} was trained on task {ckpt['task'].get('task')!r}, "
+                            f"this dataset is {task.get('task')!r}")
+    return ckpt
+
+
 def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) -> dict[str, Any]:
     """The model weights of checkpoint `path`, checked to fit `model_config` and `task`."""
-    if not os.path.exists(path):
-        raise TrainingError(f"train.init_from: no checkpoint at {path}; train that run first or fix the path")
-    ckpt = load_checkpoint(path)
+    ckpt = read_tdm_checkpoint(path, task, "train.init_from")
     if ckpt["model_config"] != dataclasses.asdict(model_config):
         diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if ckpt["model_config"].get(k) != v)
         raise TrainingError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
                             f"fine-tuning needs the same architecture")
-    if ckpt["task"] != task:
-        raise TrainingError(f"train.init_from: {path} was trained on task {ckpt['task'].get('task')!r}, "
-                            f"this dataset is {task.get('task')!r}")
     return ckpt["model"]
 
 
@@ -230,14 +239,7 @@ def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], conf
              if not ((target_roles == r) & (weights > 0)).any()]  # e.g. no action targets in on-policy data
     rows = []
     for path in paths:
-        if not os.path.exists(path):
-            raise TrainingError(f"no checkpoint at {path}; give a runs/<run>/{CHECKPOINT} that exists")
-        ckpt = load_checkpoint(path)
-        if "tokenizer" not in ckpt:
-            raise TrainingError(f"{path} is not a TDM checkpoint (a baseline's?): only TDMs read token windows")
-        if ckpt["task"] != data.meta["task"]:
-            raise TrainingError(f"{path} was trained on task {ckpt['task'].get('task')!r} with another task "
-                                f"description than this data ({data.meta['task'].get('task')!r})")
+        ckpt = read_tdm_checkpoint(path, data.meta["task"], "tdm-train loss")
         losses = evaluate_loss(model_from_checkpoint(ckpt), data.validation, data.tokenizer, torch.device("cpu"))
         rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses, **{k: None for k in empty}})
     return rows
