@@ -182,6 +182,14 @@ class Launcher:
             thread.join(timeout=self.stop_timeout)
         return clean
 
+    def report_exits(self, but: str | None = None) -> None:
+        """Says how each stopped node (all but `but`) exited: its status, or the signal that ended it."""
+        for name, process in self.processes.items():
+            if name != but and process.returncode is not None:
+                code = process.returncode
+                how = f"status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+                self.say(f"{name} exited with {how}")
+
     def run(self) -> int:
         """Starts the nodes, waits for one to exit or for Ctrl-C, stops the rest; returns the exit status."""
         try:
@@ -190,6 +198,7 @@ class Launcher:
         except KeyboardInterrupt:
             self.say("Ctrl-C: stopping the nodes")
             self.stop()
+            self.report_exits()
             return INTERRUPTED
         if code == 0:
             self.say(f"{name} finished; stopping the other nodes")
@@ -200,9 +209,7 @@ class Launcher:
         except KeyboardInterrupt:
             self.stop()
             return INTERRUPTED
-        for other, process in self.processes.items():
-            if other != name:
-                self.say(f"{other} exited with status {process.returncode}")
+        self.report_exits(but=name)
         if code != 0:
             return code if code > 0 else 1
         return 0 if clean else 1

@@ -80,8 +80,9 @@ def test_ctrl_c_stops_every_node_cleanly(ros_domain):  # noqa: F811
     assert launcher.interrupt() == 130
     output = launcher.output
     assert "[launch] Ctrl-C: stopping the nodes" in output
-    assert re.search(r"^\[sim_bridge\] .*interrupted", output, re.M)
-    assert re.search(r"^\[planner_node\] .*interrupted", output, re.M)
+    assert re.search(r"^\[sim_bridge\] .*interrupted", output, re.M), output
+    assert re.search(r"^\[planner_node\] .*interrupted", output, re.M), output
+    assert "[launch] sim_bridge exited with status 0" in output and "[launch] planner_node exited with status 0" in output
     assert "SIGTERM" not in output and "SIGKILL" not in output and "Traceback" not in output
 
 

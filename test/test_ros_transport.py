@@ -1,5 +1,8 @@
 """The node interface over the embedded transport: selection, discovery settings, QoS, order, clock."""
 
+import os
+import signal
+
 import pytest
 
 from ros_helpers import ros_domain, spin_until  # noqa: F401 (fixture)
@@ -33,13 +36,50 @@ def test_discovery_needs_no_configuration_and_respects_the_environment():
             domain_settings({"ROS_DOMAIN_ID": bad})
 
 
-def test_make_node_logs_the_transport(ros_domain, capsys):  # noqa: F811
+@pytest.fixture
+def own_signal_handlers():
+    """`make_node` installs SIGINT and SIGTERM handlers; pytest gets its own back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_make_node_logs_the_transport(ros_domain, capsys, own_signal_handlers):  # noqa: F811
     node = make_node("talker", ["--ros-args", "-p", "answer:=42"])
     try:
         assert node.transport == "embedded" and node.parameters == {"answer": 42}
         assert f"transport: embedded (rclpy is not importable" in capsys.readouterr().err
         assert f"domain {ros_domain}" in node.describe_transport()
     finally:
+        node.close()
+
+
+def test_ctrl_c_ends_the_spin_after_the_running_callback(ros_domain, own_signal_handlers):  # noqa: F811
+    """The first SIGINT raises nowhere in particular (inside a DDS take it crashed the node): the
+    running callback finishes, then `spin` raises KeyboardInterrupt. A second SIGINT raises at once."""
+    node, talker = make_node("listener", []), EmbeddedNode("talker", [])
+    try:
+        steps = []
+
+        def callback(message: m.Int32) -> None:
+            steps.append("started")
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the callback
+            steps.extend(["finished", message.data])
+
+        node.create_subscription(m.Int32, "/count", callback, COMMANDS)
+        publisher = talker.create_publisher(m.Int32, "/count", COMMANDS)
+        spin_until(node, lambda: publisher.subscription_count > 0, what="discovery")
+        publisher.publish(m.Int32(data=7))
+        with pytest.raises(KeyboardInterrupt):
+            node.spin()
+        assert steps == ["started", "finished", 7] and node.interrupted
+        with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C does not wait
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+    finally:
+        talker.close()
         node.close()
 
 

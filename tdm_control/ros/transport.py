@@ -128,6 +128,7 @@ class Node(abc.ABC):
     """Parameter overrides given to this node (params files, -p), dotted names."""
     logger: Logger
     _shutdown_requested: bool = False
+    _interrupted: bool = False
 
     @abc.abstractmethod
     def create_publisher(self, message_type: type, topic: str, qos: QoS) -> Publisher:
@@ -173,10 +174,26 @@ class Node(abc.ABC):
     def shutdown_requested(self) -> bool:
         return self._shutdown_requested
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether SIGINT (Ctrl-C) has asked this node to stop."""
+        return self._interrupted
+
+    def interrupt(self) -> None:
+        """Ctrl-C: makes `spin` raise KeyboardInterrupt after the current callback (see `make_node`)."""
+        self._interrupted = True
+        self.request_shutdown()
+
     def spin(self) -> None:
-        """Runs callbacks until `request_shutdown`, SIGINT or SIGTERM."""
+        """Runs callbacks until `request_shutdown`, SIGINT or SIGTERM.
+
+        Raises:
+          KeyboardInterrupt after SIGINT (Ctrl-C), as `rclpy.spin` does.
+        """
         while not self.shutdown_requested:
             self.spin_once(0.1)
+        if self._interrupted:
+            raise KeyboardInterrupt
 
     def guard(self, callback: Callable[..., None]) -> Callable[..., None]:
         """`callback` wrapped so that an exception is logged (throttled) instead of ending the node."""
@@ -248,7 +265,7 @@ def choose_transport(requested: str | None = None) -> tuple[str, str]:
 
 
 def handle_ctrl_c() -> None:
-    """Makes SIGINT (Ctrl-C, or a launcher stopping its nodes) raise KeyboardInterrupt in this process.
+    """Makes SIGINT (Ctrl-C) raise KeyboardInterrupt in this process (the launcher; nodes: `make_node`).
 
     A process started with SIGINT ignored (a background job of a non-interactive
     shell, `nohup cmd &` in a script, some CI runners) inherits the ignore, and
@@ -257,6 +274,12 @@ def handle_ctrl_c() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _on_ctrl_c(node: Node) -> None:
+    if node.interrupted:
+        raise KeyboardInterrupt
+    node.interrupt()
 
 
 def make_node(name: str, argv: Sequence[str] | None = None, transport: str | None = None) -> Node:
@@ -275,8 +298,12 @@ def make_node(name: str, argv: Sequence[str] | None = None, transport: str | Non
 
         node = EmbeddedNode(name, argv)
         if threading.current_thread() is threading.main_thread():
-            # SIGINT raises KeyboardInterrupt; SIGTERM (launchers, `kill`) stops the spin cleanly too.
-            handle_ctrl_c()
+            # Ctrl-C ends the spin after the current callback; SIGTERM (launchers, `kill`) too.
+            # The first SIGINT must not raise KeyboardInterrupt wherever Python happens to be:
+            # cyclonedds' take builds each sample's info with Python code, and an exception
+            # raised there crashes the process (SIGSEGV; cyclonedds 11.0.1 `readtake_post` does not
+            # check for it). A second Ctrl-C raises at once, for a callback that never returns.
+            signal.signal(signal.SIGINT, lambda *_: _on_ctrl_c(node))
             signal.signal(signal.SIGTERM, lambda *_: node.request_shutdown())
     node.logger.info(f"transport: {node.transport} ({reason}){node.describe_transport()}")
     return node
