@@ -6,7 +6,9 @@
 A grid file lists experiments; each expands into runs, one closed-loop episode
 each, identified by a hash of everything that defines it, and written as
 `<out>/runs/<hash>.json`. Runs already on disk are skipped, so an interrupted
-grid continues where it stopped and a grown grid runs only what is new.
+grid continues where it stopped and a grown grid runs only what is new. A run
+records the sha256 of its model file; one made with a file since changed (a
+model retrained at the same path) is run again, and reports leave it out.
 
     out: results/cartpole_swingup
     task: cartpole_swingup
@@ -124,7 +126,7 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
     """One episode of one run, single-threaded (the grid runs several at once)."""
     from sim_bridge.simulator import Simulator
     from tdm_control.controller import Controller
-    from tdm_control.dynamics import make_dynamics
+    from tdm_control.dynamics import make_dynamics, model_digest
     from tdm_control.evaluation import episode_rng, reward_trace, run_episode
     from tdm_control.planning import ObservationReward, PredictedReward, make_planner
     from tdm_control.tasks import make_task
@@ -140,7 +142,7 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
         episode_return, latencies, rewards = run_episode(simulator, Controller(task, planner), run["steps"])
     finally:
         dynamics.close()
-    return {**run, "return": episode_return, "latency_median_s": float(np.median(latencies)),
+    return {**run, "model_sha256": model_digest(run["model"]), "return": episode_return, "latency_median_s": float(np.median(latencies)),
             "latency_mean_s": float(np.mean(latencies)), "latency_p95_s": float(np.percentile(latencies, 95)),
             "rewards": reward_trace(rewards)}  # (steps,): the reward of every control step
 
@@ -160,9 +162,14 @@ def run_grid(config: GridConfig, show_progress: bool = True) -> list[dict[str, A
     folder = os.path.join(config.out, "runs")
     os.makedirs(folder, exist_ok=True)
     runs = expand(config)
+    digests = model_digests(runs)
     todo = [(r, os.path.join(folder, f"{run_id(r)}.json")) for r in runs]
-    todo = [(r, p) for r, p in todo if not os.path.exists(p)]
     todo = list({p: (r, p) for r, p in todo}.values())  # a run shared by two experiments runs once
+    stale = {p for r, p in todo if os.path.exists(p) and _made_with_another_file(p, digests[r["model"]])}
+    for r, p in todo:
+        if p in stale:
+            print(f"{p}: made with another version of {r['model']} (sha256 differs); running it again")
+    todo = [(r, p) for r, p in todo if not os.path.exists(p) or p in stale]
     if todo:
         with tqdm(total=len(todo), disable=not show_progress, unit="episode", desc=f"grid {config.task}") as bar:
             with multiprocessing.get_context("spawn").Pool(config.workers, initializer=_single_thread) as pool:
@@ -178,14 +185,40 @@ def _single_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
+def model_digests(runs: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Model name -> sha256 of its file(s) now (None for mujoco), each file read once."""
+    from tdm_control.dynamics import model_digest
+
+    return {name: model_digest(name) for name in {r["model"] for r in runs}}
+
+
+def _made_with_another_file(path: str, digest: str | None) -> bool:
+    """Whether the run at `path` recorded a model sha256 other than `digest` (runs from before
+    digests were recorded have none, and are kept)."""
+    with open(path) as f:
+        recorded = json.load(f).get("model_sha256")
+    return recorded is not None and recorded != digest
+
+
 def load_results(config: GridConfig) -> list[dict[str, Any]]:
-    """Results of the grid's runs that are on disk, relabelled for this grid's experiments."""
+    """Results of the grid's runs that are on disk, relabelled for this grid's experiments.
+
+    A run made with another version of its model file is left out, with a warning.
+    """
+    runs = expand(config)
+    digests = model_digests(runs)
     out = []
-    for run in expand(config):
+    for run in runs:
         path = os.path.join(config.out, "runs", f"{run_id(run)}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                out.append({**json.load(f), **run})
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            result = json.load(f)
+        if result.get("model_sha256") not in (None, digests[run["model"]]):
+            print(f"warning: {path} was made with another version of {run['model']}; left out "
+                  "(run the grid again to replace it)")
+            continue
+        out.append({**result, **run})
     return out
 
 

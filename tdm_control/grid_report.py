@@ -139,11 +139,12 @@ def plot_reward_traces(results: list[dict[str, Any]], name: str, path: str) -> b
 
 
 def prediction_error_results(config: GridConfig, show_progress: bool = True) -> list[dict[str, Any]]:
-    """Open-loop errors of every model named in the grid, computed once and cached under <out>."""
+    """Open-loop errors of every model named in the grid, computed once and cached under <out>
+    (again when the model's file has changed since)."""
     if not config.prediction_error:
         return []
     from tdm_control.config import from_dict
-    from tdm_control.dynamics import make_dynamics
+    from tdm_control.dynamics import make_dynamics, model_digest
     from tdm_control.prediction_error import PredictionErrorConfig, prediction_errors
     from tdm_control.tasks import make_task
 
@@ -158,10 +159,12 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
     out = []
     for label, model in models.items():
         path = os.path.join(folder, f"{label.replace(' ', '_').replace('/', '_')}.json")
+        digest = model_digest(model)
         if os.path.exists(path):
             with open(path) as f:
                 result = json.load(f)
-            if result.get("config") == json.loads(json.dumps(vars(pe_config))) and result.get("model_path") == model:
+            if result.get("config") == json.loads(json.dumps(vars(pe_config))) and result.get("model_path") == model \
+                    and result.get("model_sha256") in (None, digest):  # None: cached before digests were kept
                 out.append(result)
                 continue
         dynamics = make_dynamics(model, task, action_repeat=repeats[label])
@@ -169,7 +172,7 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
             result = prediction_errors(task, dynamics, pe_config, show_progress)
         finally:
             dynamics.close()
-        result.update(label=label, model_path=model)
+        result.update(label=label, model_path=model, model_sha256=digest)
         with open(path, "w") as f:
             json.dump(result, f, indent=2)
         out.append(result)

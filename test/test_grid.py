@@ -1,13 +1,15 @@
 """The evaluation grid: expansion, parallel resumable runs, report and plots."""
 
+import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
 from tdm_control import cli
 from tdm_control.config import ConfigError
-from tdm_control.grid import expand, load_grid, run_id
+from tdm_control.grid import expand, load_grid, load_results, run_id
 from tdm_control.grid_report import _varying, plot_experiment, plot_filename
 
 GRID = """
@@ -109,3 +111,34 @@ def test_a_run_shared_by_two_experiments_runs_once(tmp_path, capsys):
     assert (captured.out + captured.err).count(": return ") == 1  # one episode ran, not two
     report = (out / "report.md").read_text()
     assert "## first" in report and "## second" in report
+
+
+def test_a_model_retrained_at_the_same_path_is_not_mixed_with_its_old_results(tiny_model, tmp_path, capsys):
+    _, tdm, _ = tiny_model
+    model = tmp_path / "model.onnx"
+    shutil.copy(tdm, model)
+    spec = tmp_path / "grid.yaml"
+    out = tmp_path / "out"
+    spec.write_text(f"out: {out}\ntask: cartpole_swingup\nseeds: [0]\nsteps: 4\nworkers: 1\nexperiments: "
+                    f"[{{name: n, models: {{m: {model}}}, planners: [{{planner: random_shooting, samples: 4}}], "
+                    "horizons: [2]}]\nprediction_error: {horizon: 3, starts: 2}\n")
+    assert cli.main(["grid", str(spec), "--no-progress"]) == 0
+    [name] = os.listdir(out / "runs")
+
+    def recorded() -> str:
+        return json.loads((out / "runs" / name).read_text())["model_sha256"]
+
+    assert recorded() == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert json.loads((out / "prediction_error" / "m.json").read_text())["model_sha256"] == recorded()
+    # The file at that path is replaced by another model: its old result is not reported as this one's ...
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "models", "cartpole_swingup_mlp_delta.onnx"), model)
+    capsys.readouterr()
+    assert load_results(load_grid(str(spec))) == []
+    assert "was made with another version of" in capsys.readouterr().out
+    # ... and the next grid run replaces it.
+    assert cli.main(["grid", str(spec), "--no-progress"]) == 0
+    assert "(sha256 differs); running it again" in capsys.readouterr().out
+    assert recorded() == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert len(load_results(load_grid(str(spec)))) == 1
+    errors = json.loads((out / "prediction_error" / "m.json").read_text())  # recomputed for the new file too
+    assert errors["model_sha256"] == recorded()

@@ -22,7 +22,6 @@ planner will ask the model about.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from sim_bridge.simulator import Simulator
 from tdm_control.config import check, from_dict
-from tdm_control.dynamics import make_dynamics, resolve_model_path
+from tdm_control.dynamics import make_dynamics, model_digest
 from tdm_control.history import History
 from tdm_control.planning import ObservationReward, make_planner, planner_config
 from tdm_control.planning.noise import brownian_noise
@@ -169,14 +168,6 @@ def open_dynamics(config: CollectConfig, task):
     for another task or action repeat, or a missing file."""
     kwargs = {"nthread": 1} if config.model == "mujoco" else {"threads": 1, "device": "cpu"}
     return make_dynamics(config.model, task, action_repeat=config.action_repeat, **kwargs)
-
-
-def model_digest(name: str) -> str | None:
-    """sha256 of an exported model's file (None for 'mujoco'): on-policy data belongs to one model."""
-    if name == "mujoco":
-        return None
-    with open(resolve_model_path(name), "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _work(args: tuple[CollectConfig, str, int]) -> tuple[int, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from tdm_control.config import ConfigError
@@ -43,6 +44,21 @@ def resolve_model_path(name: str) -> str:
             return str(candidate)
     raise ConfigError(f"model file {name} not found; looked in: {', '.join(str(c.absolute()) for c in candidates)}. "
                       f"Give an absolute path, or make it with tdm-train (see README, 'Training a TDM')")
+
+
+def model_digest(name: str) -> str | None:
+    """sha256 of a model's file (of its files, in order, for an ensemble); None for 'mujoco'.
+
+    Names what was made with the model (on-policy data, grid results), so a retrained
+    file at the same path is told apart from the one they were made with.
+    """
+    if name in MODELS:
+        return None
+    digest = hashlib.sha256()
+    for part in name.split("+"):
+        with open(resolve_model_path(part), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
 
 
 def make_dynamics(name: str, task: Task, action_repeat: int = 0, **kwargs) -> Dynamics:
