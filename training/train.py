@@ -233,15 +233,11 @@ def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], conf
     loss by role (observation, reward, action; None for a role the windows hold no target of).
     """
     data = prepare_data(data_dirs, config, model_config)
-    _, local, _, weights = data.validation  # (W, C) each
-    target_roles = data.tokenizer.roles()[(local + 1) % data.tokenizer.step_tokens]  # (W, C)
-    empty = [r.name.lower() for r in (Role.OBSERVATION, Role.REWARD, Role.ACTION)
-             if not ((target_roles == r) & (weights > 0)).any()]  # e.g. no action targets in on-policy data
     rows = []
     for path in paths:
         ckpt = read_tdm_checkpoint(path, data.meta["task"], "tdm-train loss")
         losses = evaluate_loss(model_from_checkpoint(ckpt), data.validation, data.tokenizer, torch.device("cpu"))
-        rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses, **{k: None for k in empty}})
+        rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses})
     return rows
 
 
@@ -258,7 +254,13 @@ def _distributed() -> tuple[int, int]:
 
 
 def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], tokenizer: Tokenizer,
-                  device: torch.device, batch: int = 128) -> dict[str, float]:
+                  device: torch.device, batch: int = 128) -> dict[str, float | None]:
+    """Validation losses, nats per target token: 'loss' (weighted total) and one per role, None for
+    a role the windows hold no target of (e.g. actions of on-policy data)."""
+    _, local, _, weights = validation  # (W, C) each
+    target_roles = tokenizer.roles()[(local + 1) % tokenizer.step_tokens]  # (W, C)
+    empty = [r.name.lower() for r in (Role.OBSERVATION, Role.REWARD, Role.ACTION)
+             if not ((target_roles == r) & (weights > 0)).any()]
     model.eval()
     roles_table = torch.as_tensor(tokenizer.roles(), device=device)
     sums: dict[str, float] = {}
@@ -273,7 +275,7 @@ def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], tokenizer: Tok
                 sums[k] = sums.get(k, 0.0) + float(v) * n
             count += n
     model.train()
-    return {k: v / count for k, v in sums.items()}
+    return {k: None if k in empty else v / count for k, v in sums.items()}
 
 
 def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig, config: TrainConfig,
@@ -373,10 +375,11 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
                                **{f"val_{k}": v for k, v in val.items()},
                                "seconds": time.time() - started}
                     for k, v in val.items():
-                        writer.add_scalar(f"val/{k}", v, done)
-                    bar.write(f"step {done}: train {train_loss:.4f}  val {val['loss']:.4f} "
-                              f"(obs {val['observation']:.4f}, reward {val['reward']:.4f}, "
-                              f"action {val['action']:.4f})")
+                        if v is not None:
+                            writer.add_scalar(f"val/{k}", v, done)
+                    shown = {k: "-" if v is None else f"{v:.4f}" for k, v in val.items()}
+                    bar.write(f"step {done}: train {train_loss:.4f}  val {shown['loss']} "
+                              f"(obs {shown['observation']}, reward {shown['reward']}, action {shown['action']})")
             if done % config.checkpoint_every == 0 or done == end:
                 checkpoint(done)
     if writer is not None:
