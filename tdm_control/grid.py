@@ -142,8 +142,9 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
         episode_return, latencies, rewards = run_episode(simulator, Controller(task, planner), run["steps"])
     finally:
         dynamics.close()
-    return {**run, "model_sha256": model_digest(run["model"]), "return": episode_return, "latency_median_s": float(np.median(latencies)),
-            "latency_mean_s": float(np.mean(latencies)), "latency_p95_s": float(np.percentile(latencies, 95)),
+    return {**run, "model_sha256": model_digest(run["model"]), "return": episode_return,
+            "latency_median_s": float(np.median(latencies)), "latency_mean_s": float(np.mean(latencies)),
+            "latency_p95_s": float(np.percentile(latencies, 95)),
             "rewards": reward_trace(rewards)}  # (steps,): the reward of every control step
 
 

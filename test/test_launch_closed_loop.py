@@ -82,7 +82,8 @@ def test_ctrl_c_stops_every_node_cleanly(ros_domain):  # noqa: F811
     assert "[launch] Ctrl-C: stopping the nodes" in output
     assert re.search(r"^\[sim_bridge\] .*interrupted", output, re.M), output
     assert re.search(r"^\[planner_node\] .*interrupted", output, re.M), output
-    assert "[launch] sim_bridge exited with status 0" in output and "[launch] planner_node exited with status 0" in output
+    for node in ("sim_bridge", "planner_node"):  # neither crashed on the way out (a signal would be named)
+        assert f"[launch] {node} exited with status 0" in output, output
     assert "SIGTERM" not in output and "SIGKILL" not in output and "Traceback" not in output
 
 
