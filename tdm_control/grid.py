@@ -166,10 +166,12 @@ def run_grid(config: GridConfig, show_progress: bool = True) -> list[dict[str, A
     digests = model_digests(runs)
     todo = [(r, os.path.join(folder, f"{run_id(r)}.json")) for r in runs]
     todo = list({p: (r, p) for r, p in todo}.values())  # a run shared by two experiments runs once
-    stale = {p for r, p in todo if os.path.exists(p) and _made_with_another_file(p, digests[r["model"]])}
+    stale = set()
     for r, p in todo:
-        if p in stale:
+        result = _result_on_disk(p)
+        if result is not None and not made_with(result, digests[r["model"]]):
             print(f"{p}: made with another version of {r['model']} (sha256 differs); running it again")
+            stale.add(p)
     todo = [(r, p) for r, p in todo if not os.path.exists(p) or p in stale]
     if todo:
         with tqdm(total=len(todo), disable=not show_progress, unit="episode", desc=f"grid {config.task}") as bar:
@@ -193,12 +195,17 @@ def model_digests(runs: list[dict[str, Any]]) -> dict[str, str | None]:
     return {name: model_digest(name) for name in {r["model"] for r in runs}}
 
 
-def _made_with_another_file(path: str, digest: str | None) -> bool:
-    """Whether the run at `path` recorded a model sha256 other than `digest` (runs from before
-    digests were recorded have none, and are kept)."""
+def made_with(result: dict[str, Any], digest: str | None) -> bool:
+    """Whether `result` (a run, a cached prediction error) was made with the model file whose sha256
+    is `digest`. Results from before digests were recorded carry none and count as made with it."""
+    return result.get("model_sha256") in (None, digest)
+
+
+def _result_on_disk(path: str) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
     with open(path) as f:
-        recorded = json.load(f).get("model_sha256")
-    return recorded is not None and recorded != digest
+        return json.load(f)
 
 
 def load_results(config: GridConfig) -> list[dict[str, Any]]:
@@ -211,11 +218,10 @@ def load_results(config: GridConfig) -> list[dict[str, Any]]:
     out = []
     for run in runs:
         path = os.path.join(config.out, "runs", f"{run_id(run)}.json")
-        if not os.path.exists(path):
+        result = _result_on_disk(path)
+        if result is None:
             continue
-        with open(path) as f:
-            result = json.load(f)
-        if result.get("model_sha256") not in (None, digests[run["model"]]):
+        if not made_with(result, digests[run["model"]]):
             print(f"warning: {path} was made with another version of {run['model']}; left out "
                   "(run the grid again to replace it)")
             continue

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tdm_control.grid import GridConfig, load_results, summarize
+from tdm_control.grid import GridConfig, load_results, made_with, summarize
 
 
 def _label(row: dict[str, Any], skip: str) -> str:
@@ -164,7 +164,7 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
             with open(path) as f:
                 result = json.load(f)
             if result.get("config") == json.loads(json.dumps(vars(pe_config))) and result.get("model_path") == model \
-                    and result.get("model_sha256") in (None, digest):  # None: cached before digests were kept
+                    and made_with(result, digest):
                 out.append(result)
                 continue
         dynamics = make_dynamics(model, task, action_repeat=repeats[label])
