@@ -36,19 +36,35 @@ sys.path.insert(0, ROOT)
 
 from tdm_control.ros import messages as m  # noqa: E402
 from tdm_control.ros.params import write_params_file  # noqa: E402
-from tdm_control.ros.transport import COMMANDS, LATEST_SENSOR_DATA, QoS  # noqa: E402
+from tdm_control.ros.transport import COMMANDS, LATEST_SENSOR_DATA, QoS, make_node  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "config", "cartpole.yaml")
 DEADLINE_S = 600.0
 """Longest one run may take before the benchmark gives up."""
 
 
+CHILDREN: list[subprocess.Popen] = []
+"""Every node process started, waited for before their folder is removed."""
+
+
 def start(module: str, params_file: str, overrides: dict, folder: str) -> subprocess.Popen:
     path = os.path.join(folder, f"{module}.yaml")
     write_params_file(path, overrides)
-    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params_file,
+    CHILDREN.append(subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params_file,
                              "--params-file", path], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, MUJOCO_GL="disable"))
+                            text=True, env=dict(os.environ, MUJOCO_GL="disable")))
+    return CHILDREN[-1]
+
+
+def stop_children() -> None:
+    """Ends the node processes still running (after Ctrl-C they are ending already) and waits for them."""
+    for process in CHILDREN:
+        if process.poll() is None:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def finish(process: subprocess.Popen, name: str) -> None:
@@ -67,11 +83,28 @@ def bridge_overrides(steps: int, episodes: int, result: str) -> dict:
             "planner_node": {"use_sim_time": False}}
 
 
+def spin_once(node) -> None:
+    """One 50 ms spin; KeyboardInterrupt once Ctrl-C has asked the node to stop.
+
+    Nodes from `make_node` take the first Ctrl-C as a request (an exception raised inside
+    cyclonedds' take can crash the process), so the loops here check for it themselves.
+    """
+    if node.interrupted:
+        raise KeyboardInterrupt
+    node.spin_once(0.05)
+
+
+def spin_until_exit(node, process: subprocess.Popen) -> None:
+    """Spins `node` until `process` has exited; KeyboardInterrupt if Ctrl-C (which ends the child too) came."""
+    while process.poll() is None:
+        spin_once(node)
+    if node.interrupted:
+        raise KeyboardInterrupt
+
+
 def run_with_responder(steps: int, episodes: int, folder: str) -> dict:
     """The bridge against a zero-time responder in this process."""
-    from tdm_control.ros.embedded import EmbeddedNode
-
-    node = EmbeddedNode("responder", [])
+    node = make_node("responder", [], transport="embedded")
     commands = node.create_publisher(m.Float64MultiArray, "/effort_controller/commands", COMMANDS)
     answered: set[tuple[int, int]] = set()
     episode = [-1]
@@ -87,8 +120,7 @@ def run_with_responder(steps: int, episodes: int, folder: str) -> dict:
                              QoS(reliable=True, transient_local=True, depth=1))
     result = os.path.join(folder, "responder.json")
     bridge = start("sim_bridge.bridge_node", CONFIG, bridge_overrides(steps, episodes, result), folder)
-    while bridge.poll() is None:
-        node.spin_once(0.05)
+    spin_until_exit(node, bridge)
     node.close()
     finish(bridge, "sim_bridge")
     with open(result) as f:
@@ -97,9 +129,7 @@ def run_with_responder(steps: int, episodes: int, folder: str) -> dict:
 
 def run_with_planner_node(steps: int, episodes: int, folder: str) -> tuple[dict, dict]:
     """The bridge against the real planner node (K=1, N=1); returns the bridge summary and stamp -> planning s."""
-    from tdm_control.ros.embedded import EmbeddedNode
-
-    node = EmbeddedNode("monitor", [])
+    node = make_node("monitor", [], transport="embedded")
     planning: dict[tuple[int, float], float] = {}
     episode = [0]
     info_sub = node.create_subscription(
@@ -113,11 +143,10 @@ def run_with_planner_node(steps: int, episodes: int, folder: str) -> tuple[dict,
     while info_sub.publisher_count == 0:  # every planning_info must reach this monitor
         if time.monotonic() > deadline or planner.poll() is not None:
             raise SystemExit("the planner node did not come up")
-        node.spin_once(0.05)
+        spin_once(node)
     result = os.path.join(folder, "planner.json")
     bridge = start("sim_bridge.bridge_node", CONFIG, bridge_overrides(steps, episodes, result), folder)
-    while bridge.poll() is None:
-        node.spin_once(0.05)
+    spin_until_exit(node, bridge)
     finish(bridge, "sim_bridge")
     node.spin_once(0.1)
     planner.terminate()
@@ -153,8 +182,11 @@ def main() -> int:
     print(f"bridge: cartpole_swingup lockstep, {args.episodes} episode(s) x {args.steps} steps, "
           f"embedded transport, ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
     with tempfile.TemporaryDirectory() as folder:
-        responder = run_with_responder(args.steps, args.episodes, folder)
-        bridge, planning = run_with_planner_node(args.steps, args.episodes, folder)
+        try:
+            responder = run_with_responder(args.steps, args.episodes, folder)
+            bridge, planning = run_with_planner_node(args.steps, args.episodes, folder)
+        finally:
+            stop_children()
     step_s = 0.01
     raw = np.asarray(bridge["answer_waits_s"])
     stamps = [(e, round(t * step_s, 6)) for e in range(args.episodes) for t in range(args.steps)]
@@ -173,4 +205,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("interrupted: no result")
