@@ -97,6 +97,43 @@ def test_loss_masks_select_dynamics_and_imitation_targets(tiny_pipeline):
     np.testing.assert_array_equal(action_weights, (e.policy == 1).astype(np.float32))
 
 
+@pytest.mark.parametrize("lead, expected", [
+    (3, [2, 3, 4]),  # from step 1 (up) the drop at step 4 is 3 ahead: the way down from step 2 on
+    (2, [3, 4]),     # only step 2 (up) is within 2 steps of it
+    (1, []),         # nothing up is 1 step before a drop
+])
+def test_falling_steps_mark_the_way_from_success_to_a_loss(lead, expected):
+    from training.dataset import falling_steps
+
+    rewards = np.array([0.0, 0.95, 0.95, 0.8, 0.4, 0.3, 0.95, 0.95, 0.95])  # (T + 1,)
+    np.testing.assert_array_equal(np.flatnonzero(falling_steps(rewards, lead)), expected)
+
+
+def test_fall_weight_weighs_the_dynamics_targets_of_falling_steps(tiny_pipeline):
+    from training.train import TrainConfig, dynamics_weights
+    from training.dataset import falling_steps
+
+    pipeline, _ = tiny_pipeline
+    _, episodes = load_dataset(pipeline.data_dir)
+    tok = Tokenizer(5, 1)
+    e = episodes[0]
+    e.rewards[:] = 0.95
+    e.rewards[len(e) // 2:] = 0.1  # one drop halfway through
+    config = TrainConfig(fall_weight=4.0, fall_lead_steps=5)
+    falling = falling_steps(e.rewards, 5)
+    assert falling.sum() == 5
+    t = tokenize_episode(tok, e, {0: 0.0, 1: 1.0}, dynamics_weights(e, config))
+    roles = tok.roles()[t.local]
+    step = np.arange(len(t.tokens)) // tok.step_tokens
+    dynamics = (roles == Role.OBSERVATION) | (roles == Role.REWARD)
+    np.testing.assert_array_equal(t.weight[dynamics], np.where(falling[step[dynamics]], 4.0, 1.0))
+    plain = tokenize_episode(tok, e, {0: 0.0, 1: 1.0})
+    np.testing.assert_array_equal(t.weight[~dynamics], plain.weight[~dynamics])  # actions, separators
+    assert dynamics_weights(e, TrainConfig()) == 1.0
+    with pytest.raises(Exception, match="fall_weight"):
+        TrainConfig(fall_weight=-1.0)
+
+
 def test_a_tiny_model_learns(tiny_model):
     pipeline, _, _ = tiny_model
     checkpoint = load_checkpoint(os.path.join(pipeline.run_dir, CHECKPOINT))

@@ -167,14 +167,33 @@ class TokenizedEpisode:
     weight: np.ndarray  # (L,) float32 loss weight of predicting this token (0: not a target)
 
 
+def falling_steps(rewards: np.ndarray, lead_steps: int, success_reward: float = 0.9,
+                  lost_reward: float = 0.5) -> np.ndarray:
+    """(T + 1,) bool: the steps on the way from a success to a loss at most `lead_steps` later.
+
+    `rewards` (T + 1,) are those received on arriving at each observation. Step s is
+    marked when some step t < s had reward >= `success_reward` (the walker up, the pole
+    balanced) and the reward drops below `lost_reward` within `lead_steps` after t, at or
+    after s: the observations a model must predict to see a fall coming.
+    """
+    marked = np.zeros(len(rewards), dtype=bool)
+    lost = rewards < lost_reward
+    for t in np.flatnonzero(rewards >= success_reward):
+        ahead = np.flatnonzero(lost[t + 1:t + 1 + lead_steps])
+        if ahead.size:
+            marked[t + 1:t + 2 + ahead[0]] = True
+    return marked
+
+
 def tokenize_episode(tokenizer: Tokenizer, episode: Episode, action_weight_by_policy: dict[int, float],
-                     dynamics_weight: float = 1.0) -> TokenizedEpisode:
+                     dynamics_weight: float | np.ndarray = 1.0) -> TokenizedEpisode:
     """Lays out `[o_t, r_t, sep, a_t]` for every step, then the final `[o_T, r_T]`.
 
-    Observation and reward tokens are dynamics targets (`dynamics_weight`);
-    action tokens are behaviour-cloning targets weighted by the policy that chose
-    them (e.g. 0 for Brownian noise, which is not worth imitating). Separators
-    are never targets: they are always where the layout puts them.
+    Observation and reward tokens are dynamics targets (`dynamics_weight`: one
+    value, or one per step (T + 1,) for the tokens of o_t and r_t); action tokens
+    are behaviour-cloning targets weighted by the policy that chose them (e.g. 0
+    for Brownian noise, which is not worth imitating). Separators are never
+    targets: they are always where the layout puts them.
     """
     t = len(episode)
     steps = tokenizer.tokenize_steps(episode.observations[None, :t], episode.rewards[None, :t],
@@ -186,7 +205,10 @@ def tokenize_episode(tokenizer: Tokenizer, episode: Episode, action_weight_by_po
     local = np.arange(len(tokens)) % s
     roles = tokenizer.roles()[local]
     weight = np.zeros(len(tokens), dtype=np.float32)
-    weight[(roles == Role.OBSERVATION) | (roles == Role.REWARD)] = dynamics_weight
+    is_dynamics = (roles == Role.OBSERVATION) | (roles == Role.REWARD)
+    step_of_token = np.arange(len(tokens)) // s  # the tail's tokens fall in step T
+    weight[is_dynamics] = np.broadcast_to(np.asarray(dynamics_weight, dtype=np.float32), (t + 1,))[
+        step_of_token[is_dynamics]]
     action_w = np.array([action_weight_by_policy.get(int(p), 0.0) for p in episode.policy], dtype=np.float32)
     per_step = np.repeat(action_w, s)  # (T * S,)
     is_action = roles[: t * s] == Role.ACTION

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from tdm_control.config import check
 from tdm_control.tokenizer import Role, Tokenizer
-from training.dataset import (WindowSampler, action_repeat, dataset_folders, dataset_hash, load_datasets,
-                              tokenize_episode)
+from training.dataset import (Episode, WindowSampler, action_repeat, dataset_folders, dataset_hash,
+                              falling_steps, load_datasets, tokenize_episode)
 from training.errors import TrainingError
 from training.model import TDM, TDMConfig
 
@@ -56,6 +56,12 @@ class TrainConfig:
     """Loss weight of action tokens chosen by the MPC policy (behaviour cloning)."""
     brownian_action_weight: float = 0.0
     """Loss weight of action tokens drawn as Brownian noise (not worth imitating)."""
+    fall_weight: float = 1.0
+    """Loss weight of the observation and reward tokens of the steps on the way from success
+    (reward >= 0.9) to a loss (reward < 0.5) at most `fall_lead_steps` later (dataset.falling_steps):
+    a fall the planner must see coming is a few percent of the data. 1 weighs them as any other."""
+    fall_lead_steps: int = 15
+    """How far ahead of a fall (dataset steps) its steps count as falling."""
     folder_weights: tuple[float, ...] | None = None
     """Share of training windows drawn from each dataset folder (data_dir, then extra_data_dirs),
     normalised (see folder_shares); None draws in proportion to each folder's size. Lets a small
@@ -83,6 +89,8 @@ class TrainConfig:
         check(0 < self.validation_fraction < 1, "validation_fraction",
               f"must be in (0, 1), got {self.validation_fraction}")
         check(self.min_learning_rate <= self.learning_rate, "min_learning_rate", "must not exceed learning_rate")
+        check(self.fall_weight >= 0, "fall_weight", f"must be >= 0, got {self.fall_weight}")
+        check(self.fall_lead_steps >= 1, "fall_lead_steps", f"must be >= 1, got {self.fall_lead_steps}")
         if self.folder_weights is not None:
             check(len(self.folder_weights) > 0 and all(w >= 0 for w in self.folder_weights)
                   and sum(self.folder_weights) > 0, "folder_weights",
@@ -134,6 +142,13 @@ class Prepared:
     episodes: int
 
 
+def dynamics_weights(episode: Episode, config: TrainConfig) -> float | np.ndarray:
+    """Loss weight of each step's observation and reward tokens (T + 1,), or 1 for all."""
+    if config.fall_weight == 1.0:
+        return 1.0
+    return np.where(falling_steps(episode.rewards, config.fall_lead_steps), config.fall_weight, 1.0)
+
+
 def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_config: TDMConfig) -> Prepared:
     meta, episodes = load_datasets(data_dirs)
     task = meta["task"]
@@ -143,7 +158,7 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
                             f"{model_config.vocab_size}; the dataset's task needs {tokenizer.step_tokens}, "
                             f"{tokenizer.vocab_size}")
     action_weights = {0: config.brownian_action_weight, 1: config.action_weight}
-    tokenized = [tokenize_episode(tokenizer, e, action_weights) for e in episodes]
+    tokenized = [tokenize_episode(tokenizer, e, action_weights, dynamics_weights(e, config)) for e in episodes]
     every = max(2, round(1 / config.validation_fraction))
     val = [t for i, t in enumerate(tokenized) if i % every == every - 1]
     train_ids = [i for i in range(len(tokenized)) if i % every != every - 1] or list(range(len(tokenized)))
