@@ -50,14 +50,15 @@ CHILDREN: list[subprocess.Popen] = []
 def start(module: str, params_file: str, overrides: dict, folder: str) -> subprocess.Popen:
     path = os.path.join(folder, f"{module}.yaml")
     write_params_file(path, overrides)
-    CHILDREN.append(subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params_file,
-                             "--params-file", path], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, MUJOCO_GL="disable")))
-    return CHILDREN[-1]
+    process = subprocess.Popen([sys.executable, "-m", module, "--ros-args", "--params-file", params_file,
+                                "--params-file", path], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, MUJOCO_GL="disable"))
+    CHILDREN.append(process)
+    return process
 
 
 def stop_children() -> None:
-    """Ends the node processes still running (after Ctrl-C they are ending already) and waits for them."""
+    """Waits up to 10 s for each node process still running (after Ctrl-C they are ending), then kills it."""
     for process in CHILDREN:
         if process.poll() is None:
             try:
@@ -141,9 +142,9 @@ def run_with_planner_node(steps: int, episodes: int, folder: str) -> tuple[dict,
         "model": "mujoco", "planner_params": {"samples": 1, "horizon": 1}, "use_sim_time": False}}, folder)
     deadline = time.monotonic() + DEADLINE_S
     while info_sub.publisher_count == 0:  # every planning_info must reach this monitor
+        spin_once(node)
         if time.monotonic() > deadline or planner.poll() is not None:
             raise SystemExit("the planner node did not come up")
-        spin_once(node)
     result = os.path.join(folder, "planner.json")
     bridge = start("sim_bridge.bridge_node", CONFIG, bridge_overrides(steps, episodes, result), folder)
     spin_until_exit(node, bridge)

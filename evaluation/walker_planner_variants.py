@@ -5,8 +5,9 @@ fall after about 25 control steps, where the ground-truth planner keeps it up.
 The audit (EVALUATION.md section 5) found the model rates its own choices ~15 of
 15 while their true returns sink to 10: it does not see the fall coming. This
 script asks whether anything in *how the model is used* changes that, without a
-new model. Each variant plays the same episode (the grid's seed-2 episode: same
-start, same planner noise) for `--steps` control steps:
+new model. The baseline, eight variants and the ground truth each play the same
+episode (the grid's seed-2 episode: same start, same planner noise) for `--steps`
+control steps:
 
   greedy                 the shipped decoding: most likely token per scalar (the baseline)
   expected observations  the objective reads each predicted scalar's mean under the
@@ -23,10 +24,10 @@ start, same planner noise) for `--steps` control steps:
   behaviour cloning      the proposal alone (K = 1, no noise)
   ground truth           the simulator as model (warm start K = 64): the reference
 
-    python evaluation/walker_planner_variants.py   # 10 variants x 200 steps, ~10 min on 2 cores
+    python evaluation/walker_planner_variants.py   # 10 episodes x 200 steps, ~10 min on 2 cores
 
 These variants are experiments, not planners the package ships: they subclass
-the shipped decoder and planner here rather than adding options nobody should use.
+the shipped decoder and planner here rather than add options that did not help.
 """
 
 from __future__ import annotations

@@ -171,10 +171,10 @@ def falling_steps(rewards: np.ndarray, lead_steps: int, success_reward: float = 
                   lost_reward: float = 0.5) -> np.ndarray:
     """(T + 1,) bool: the steps on the way from a success to a loss at most `lead_steps` later.
 
-    `rewards` (T + 1,) are those received on arriving at each observation. Step s is
-    marked when some step t < s had reward >= `success_reward` (the walker up, the pole
-    balanced) and the reward drops below `lost_reward` within `lead_steps` after t, at or
-    after s: the observations a model must predict to see a fall coming.
+    `rewards` (T + 1,) are those received on arriving at each observation. For every step
+    t with reward >= `success_reward` (the walker up, the pole balanced) whose reward drops
+    below `lost_reward` within `lead_steps` steps, the steps after t up to that first drop
+    are marked: the observations a model must predict to see a fall coming.
     """
     marked = np.zeros(len(rewards), dtype=bool)
     lost = rewards < lost_reward
