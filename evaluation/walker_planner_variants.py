@@ -24,7 +24,7 @@ control steps:
   behaviour cloning      the proposal alone (K = 1, no noise)
   ground truth           the simulator as model (warm start K = 64): the reference
 
-    python evaluation/walker_planner_variants.py   # 10 episodes x 200 steps, ~10 min on 2 cores
+    .venv/bin/python evaluation/walker_planner_variants.py   # 10 episodes x 200 steps, ~10 min on 2 cores
 
 These variants are experiments, not planners the package ships: they subclass
 the shipped decoder and planner here rather than add options that did not help.
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import textwrap
 import time
 
@@ -264,6 +265,7 @@ def main() -> None:
         for result in tqdm(pool.imap_unordered(run_variant, jobs), total=len(jobs), unit="variant"):
             results.append(result)
     results.sort(key=lambda r: names.index(r["variant"]))
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     title = f"seed {args.seed}, {args.steps} control steps; TDM: {MODEL}, proposal-biased MPC {PROPOSAL}"

@@ -166,13 +166,7 @@ def run_grid(config: GridConfig, show_progress: bool = True) -> list[dict[str, A
     digests = model_digests(runs)
     todo = [(r, os.path.join(folder, f"{run_id(r)}.json")) for r in runs]
     todo = list({p: (r, p) for r, p in todo}.values())  # a run shared by two experiments runs once
-    stale = set()
-    for r, p in todo:
-        result = _result_on_disk(p)
-        if result is not None and not made_with(result, digests[r["model"]]):
-            print(f"{p}: made with another version of {r['model']} (sha256 differs); running it again")
-            stale.add(p)
-    todo = [(r, p) for r, p in todo if not os.path.exists(p) or p in stale]
+    todo = [(r, p) for r, p in todo if _to_run(p, r["model"], digests[r["model"]])]
     if todo:
         with tqdm(total=len(todo), disable=not show_progress, unit="episode", desc=f"grid {config.task}") as bar:
             with multiprocessing.get_context("spawn").Pool(config.workers, initializer=_single_thread) as pool:
@@ -201,11 +195,21 @@ def made_with(result: dict[str, Any], digest: str | None) -> bool:
     return result.get("model_sha256") in (None, digest)
 
 
-def _result_on_disk(path: str) -> dict[str, Any] | None:
+def read_result(path: str) -> dict[str, Any] | None:
+    """The result JSON at `path`, or None when there is none yet."""
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def _to_run(path: str, model: str, digest: str | None) -> bool:
+    """Whether the run written to `path` must run: not on disk, or made with another version of `model`."""
+    result = read_result(path)
+    if result is not None and not made_with(result, digest):
+        print(f"{path}: made with another version of {model} (sha256 differs); running it again")
+        return True
+    return result is None
 
 
 def load_results(config: GridConfig) -> list[dict[str, Any]]:
@@ -218,7 +222,7 @@ def load_results(config: GridConfig) -> list[dict[str, Any]]:
     out = []
     for run in runs:
         path = os.path.join(config.out, "runs", f"{run_id(run)}.json")
-        result = _result_on_disk(path)
+        result = read_result(path)
         if result is None:
             continue
         if not made_with(result, digests[run["model"]]):

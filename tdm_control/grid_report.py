@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tdm_control.grid import GridConfig, load_results, made_with, summarize
+from tdm_control.grid import GridConfig, load_results, made_with, read_result, summarize
 
 
 def _label(row: dict[str, Any], skip: str) -> str:
@@ -160,13 +160,11 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
     for label, model in models.items():
         path = os.path.join(folder, f"{label.replace(' ', '_').replace('/', '_')}.json")
         digest = model_digest(model)
-        if os.path.exists(path):
-            with open(path) as f:
-                result = json.load(f)
-            if result.get("config") == json.loads(json.dumps(vars(pe_config))) and result.get("model_path") == model \
-                    and made_with(result, digest):
-                out.append(result)
-                continue
+        result = read_result(path)
+        if result is not None and result.get("config") == json.loads(json.dumps(vars(pe_config))) \
+                and result.get("model_path") == model and made_with(result, digest):
+            out.append(result)
+            continue
         dynamics = make_dynamics(model, task, action_repeat=repeats[label])
         try:
             result = prediction_errors(task, dynamics, pe_config, show_progress)
