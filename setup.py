@@ -24,7 +24,7 @@ EXTRAS = {
     "gpu": ["onnxruntime-gpu==1.31.1"],
     "train": ["torch==2.13.0", "onnx==1.23.2", "onnxscript==0.7.2", "tensorboard>=2.15"],
     "ros": ["cyclonedds==11.0.1"],
-    "dev": ["pytest>=8", "rosbags==0.11.9"],
+    "dev": ["pytest>=8", "rosbags==0.11.9", "ruff==0.17.6"],
 }
 
 
@@ -59,7 +59,7 @@ setup(
             "tdm-control = tdm_control.cli:main",
             "tdm-train = training.cli:main",
             "sim_bridge = sim_bridge.bridge_node:main",  # ros2 run tdm_control sim_bridge
-            "planner_node = tdm_control.planner_node:main",  # ros2 run tdm_control planner_node
+            "planner_node = tdm_control.nodes.planner_node:main",  # ros2 run tdm_control planner_node
         ],
     },
 )

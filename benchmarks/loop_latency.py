@@ -73,7 +73,7 @@ def finish(process: subprocess.Popen, name: str) -> None:
         code = process.wait(timeout=DEADLINE_S)
     except subprocess.TimeoutExpired:
         process.kill()
-        raise SystemExit(f"{name} did not finish within {DEADLINE_S} s")
+        raise SystemExit(f"{name} did not finish within {DEADLINE_S} s") from None
     if code != 0:
         raise SystemExit(f"{name} failed ({code}):\n{process.stderr.read()}")
 
@@ -138,7 +138,7 @@ def run_with_planner_node(steps: int, episodes: int, folder: str) -> tuple[dict,
         lambda i: planning.__setitem__((episode[0], round(i.data[0], 6)), i.data[1]), QoS(depth=1000))
     node.create_subscription(m.Int32, "/sim_bridge/episode", lambda e: episode.__setitem__(0, e.data),
                              QoS(reliable=True, transient_local=True, depth=1))
-    planner = start("tdm_control.planner_node", CONFIG, {"planner_node": {
+    planner = start("tdm_control.nodes.planner_node", CONFIG, {"planner_node": {
         "model": "mujoco", "planner_params": {"samples": 1, "horizon": 1}, "use_sim_time": False}}, folder)
     deadline = time.monotonic() + DEADLINE_S
     while info_sub.publisher_count == 0:  # every planning_info must reach this monitor

@@ -36,6 +36,7 @@ def torch_no_cache_rollout(model: TDM, prefix: np.ndarray, local_prefix: np.ndar
     seq = np.repeat(prefix[None], k, axis=0)  # (K, L)
     local = list(local_prefix)
     decoded = 0
+    reward = np.zeros(k, dtype=np.int64)  # (K,) the last decoded reward token
     with torch.no_grad():
         for step in range(horizon):
             if step > 0:
@@ -69,7 +70,8 @@ def main() -> None:
     parser.add_argument("--model", default="models/cartpole_swingup_tdm.onnx")
     parser.add_argument("--samples", type=int, default=128, help="K")
     parser.add_argument("--horizons", type=int, nargs="+", default=[10, 100], help="N values for ONNX Runtime")
-    parser.add_argument("--torch-horizon", type=int, default=10, help="N for the torch engines (no cache is slow); 0 skips them")
+    parser.add_argument("--torch-horizon", type=int, default=10,
+                        help="N for the torch engines (no cache is slow); 0 skips them")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both engines (0: default)")
     args = parser.parse_args()
@@ -103,7 +105,8 @@ def main() -> None:
     for horizon in args.horizons:
         actions = rng.uniform(-1, 1, (args.samples, horizon, tok.action_size))
         model.rollout(history, obs, actions[:, :2])  # warm-up
-        report("ONNX Runtime, KV cache", horizon, time_it(lambda: model.rollout(history, obs, actions), args.repeats))
+        times = time_it(lambda a=actions: model.rollout(history, obs, a), args.repeats)
+        report("ONNX Runtime, KV cache", horizon, times)
 
     horizon = args.torch_horizon
     if horizon < 1:  # --torch-horizon 0: ONNX Runtime only
@@ -124,7 +127,7 @@ def main() -> None:
 def _task_of(path: str) -> str:
     import onnx
 
-    from tdm_control import model_metadata
+    from tdm_control.dynamics import metadata as model_metadata
 
     props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
     return model_metadata.decode(props.get(model_metadata.METADATA_KEY), path)["task"]

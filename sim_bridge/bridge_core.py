@@ -8,7 +8,7 @@ The node (`sim_bridge.bridge_node`) only turns messages into calls on
 * realtime: a timer steps the simulation; each step applies the newest command
   unless it is older than `command_timeout`, in which case zero torque.
 
-Episode `i` uses the simulator seed `seed + i`, as `tdm_control.evaluation` does,
+Episode `i` uses the simulator seed `seed + i`, as `tdm_control.evaluation.episodes` does,
 so the same planner gets the same return in-process and over topics.
 """
 
@@ -18,10 +18,10 @@ import dataclasses
 
 import numpy as np
 
-from sim_bridge.simulator import Simulator
 from tdm_control.config import check
-from tdm_control.joints import BadInput, CommandLayout
+from tdm_control.nodes.joints import BadInput, CommandLayout
 from tdm_control.tasks import make_task
+from tdm_control.tasks.simulator import Simulator
 
 MODES = ("lockstep", "realtime")
 

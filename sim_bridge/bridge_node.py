@@ -10,8 +10,6 @@ Publishes /joint_states, /clock, /reward and ~/episode; applies the torques of
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from typing import Sequence
@@ -20,6 +18,7 @@ import numpy as np
 
 from sim_bridge.bridge_core import BridgeConfig, BridgeCore
 from tdm_control.config import ConfigError
+from tdm_control.files import write_json
 from tdm_control.ros import messages as msg
 from tdm_control.ros.params import config_from_parameters, parameters_of
 from tdm_control.ros.transport import CLOCK, COMMANDS, LATCHED, SENSOR_DATA, Node, make_node
@@ -192,13 +191,6 @@ class BridgeNode:
         }
 
 
-def _write_result(path: str, result: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the bridge; exit status 0 when its episodes are done or it is stopped, 2 on bad parameters."""
     node = make_node(NODE_NAME, argv)
@@ -214,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             node.logger.info("interrupted")
         if config.result_path:
-            _write_result(config.result_path, bridge.summary())
+            write_json(config.result_path, bridge.summary())
             node.logger.info(f"wrote {config.result_path}")
         return 0
     finally:

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Sequence
 
 import yaml
 
-from tdm_control import launcher
 from tdm_control.config import ConfigError
 from tdm_control.dynamics import MODELS
-from tdm_control.planning import PLANNERS
+from tdm_control.planning import OBJECTIVES, PLANNERS
+from tdm_control.ros import launcher
 from tdm_control.tasks import TASKS
 
 if TYPE_CHECKING:
-    from tdm_control.evaluation import EvalConfig
+    from tdm_control.evaluation.episodes import EvalConfig
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -56,14 +56,14 @@ def _add_episode_arguments(p: argparse.ArgumentParser) -> None:
                    help="any other planner config key, e.g. --set warm_fraction=0.5")
     p.add_argument("--action-repeat", type=int, default=0,
                    help="control steps each planned action is held; 0: the model's own (1 for mujoco)")
-    p.add_argument("--objective", choices=["observation", "predicted"], default="observation",
+    p.add_argument("--objective", choices=list(OBJECTIVES), default="observation",
                    help="sum of task rewards of predicted observations, or of predicted rewards")
     p.add_argument("--seed", type=int, default=0, help="the first episode's start and planner noise")
 
 
 def _eval_config(args: argparse.Namespace, episodes: int, steps: int | None) -> "EvalConfig":
     """The EvalConfig the episode arguments describe."""
-    from tdm_control.evaluation import EvalConfig
+    from tdm_control.evaluation.episodes import EvalConfig
 
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {steps}")
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from tdm_control.evaluation import evaluate, write_result
+    from tdm_control.evaluation.episodes import evaluate, write_result
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -147,8 +147,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from tdm_control.evaluation import write_result
-    from tdm_control.plan_audit import audit_episode, format_audit, plot_audit
+    from tdm_control.evaluation.audit import audit_episode, format_audit, plot_audit
+    from tdm_control.evaluation.episodes import write_result
 
     if args.reference_samples < 1:
         raise ConfigError(f"--reference-samples must be >= 1, got {args.reference_samples}")
@@ -166,8 +166,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _prediction_error(args: argparse.Namespace) -> int:
     from tdm_control.dynamics import make_dynamics
-    from tdm_control.evaluation import write_result
-    from tdm_control.prediction_error import PredictionErrorConfig, plot_errors, prediction_errors
+    from tdm_control.evaluation.episodes import write_result
+    from tdm_control.evaluation.prediction_error import PredictionErrorConfig, plot_errors, prediction_errors
     from tdm_control.tasks import make_task
 
     if args.horizon < 1 or args.starts < 1:
@@ -197,8 +197,8 @@ def _prediction_error(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from tdm_control.grid import expand, load_grid, run_grid
-    from tdm_control.grid_report import write_report
+    from tdm_control.evaluation.grid import expand, load_grid, run_grid
+    from tdm_control.evaluation.grid_report import write_report
 
     config = load_grid(args.spec)
     for run in expand(config):  # fail on a bad planner key before hours of work

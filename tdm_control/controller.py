@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 import numpy as np
 
+from tdm_control.dynamics import Dynamics, make_dynamics
 from tdm_control.history import History
-from tdm_control.planning.base import PlanInfo, Planner
+from tdm_control.planning import PlanInfo, Planner, make_objective, make_planner
 from tdm_control.tasks import Task
 
 
@@ -73,3 +75,34 @@ class Controller:
         self._held_for = 1
         self.planned = True
         return action, self.task.action_to_torque(action)
+
+
+class ControllerSpec(Protocol):
+    """What a controller is built from: the fields shared by `EvalConfig` and `PlannerNodeConfig`."""
+
+    model: str
+    planner: str
+    planner_params: dict
+    objective: str
+    seed: int
+    action_repeat: int
+
+
+def episode_rng(seed: int, episode: int) -> np.random.Generator:
+    """The planner's generator for one episode, independent across episodes."""
+    return np.random.default_rng([seed, episode])
+
+
+def build_controller(spec: ControllerSpec, task: Task, episode: int, dynamics: Dynamics | None = None) -> Controller:
+    """The controller for one episode: model, objective and a planner seeded for that episode.
+
+    In-process evaluation, grids, audits and the planner node all build their controller here, so
+    the same settings plan identically everywhere. `dynamics` reuses a model already loaded for
+    `spec.model` (the planner resets it with each episode); None loads it.
+    """
+    objective = make_objective(spec.objective, task)  # fails before a model is loaded
+    if dynamics is None:
+        dynamics = make_dynamics(spec.model, task, action_repeat=spec.action_repeat)
+    planner = make_planner(spec.planner, dynamics, objective, task.action_size,
+                           episode_rng(spec.seed, episode), spec.planner_params)
+    return Controller(task, planner)

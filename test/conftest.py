@@ -63,7 +63,7 @@ def walker_model(tiny_model, tasks, tmp_path_factory):
     """An exported TDM whose metadata says it was made for walker_stand (the tiny cartpole graph, relabelled)."""
     import onnx
 
-    from tdm_control import model_metadata
+    from tdm_control.dynamics import metadata as model_metadata
     from training.export import write_metadata
 
     _, cartpole_path, _ = tiny_model

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sim_bridge.bridge_core import BridgeConfig, BridgeCore
-from sim_bridge.simulator import Simulator
 from tdm_control.config import ConfigError
+from tdm_control.tasks.simulator import Simulator
 
 
 def test_episodes_start_like_evaluation_and_steps_apply_the_torque(tasks):

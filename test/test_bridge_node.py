@@ -8,13 +8,12 @@ zero for a command of the wrong length or with NaN/inf, the command otherwise.
 import re
 
 import numpy as np
-import pytest
-
 from ros_helpers import NodeProcess, params_args, ros_domain, spin_until  # noqa: F401 (fixture)
-from sim_bridge.simulator import Simulator
+
 from tdm_control.ros import messages as m
 from tdm_control.ros.embedded import EmbeddedNode
 from tdm_control.ros.transport import COMMANDS, LATCHED, SENSOR_DATA
+from tdm_control.tasks.simulator import Simulator
 
 STEP_NS = 10_000_000
 

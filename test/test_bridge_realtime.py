@@ -9,6 +9,7 @@ injected time in test_bridge_core.py; here, no wall-clock threshold is asserted.
 import signal
 
 from ros_helpers import NodeProcess, params_args, ros_domain, spin_until  # noqa: F401 (fixture)
+
 from tdm_control.ros import messages as m
 from tdm_control.ros.embedded import EmbeddedNode
 from tdm_control.ros.transport import SENSOR_DATA
@@ -17,7 +18,7 @@ TIMEOUT_S = 0.2
 
 
 def start_planner(tmp_path) -> NodeProcess:
-    return NodeProcess.node("tdm_control.planner_node", *params_args(
+    return NodeProcess.node("tdm_control.nodes.planner_node", *params_args(
         tmp_path, {"planner_node": {"model": "mujoco", "planner_params": {"samples": 8, "horizon": 5}}}))
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from tdm_control.config import ConfigError
 from tdm_control.dynamics import make_dynamics
+from tdm_control.dynamics import metadata as model_metadata
 from tdm_control.dynamics.onnx_model import OnnxTDM
-from tdm_control.evaluation import EvalConfig, evaluate
+from tdm_control.evaluation.episodes import EvalConfig, evaluate
 from tdm_control.history import History
-from tdm_control import model_metadata
 from training.export import ExportError, export_graph, parity_check, write_metadata
 from training.model import TDM
 from training.train import CHECKPOINT, load_checkpoint, model_from_checkpoint

@@ -9,8 +9,8 @@ import pytest
 
 from tdm_control import cli
 from tdm_control.config import ConfigError
-from tdm_control.grid import expand, load_grid, load_results, run_id
-from tdm_control.grid_report import _varying, plot_experiment, plot_filename
+from tdm_control.evaluation.grid import expand, load_grid, load_results, run_id
+from tdm_control.evaluation.grid_report import _varying, plot_experiment, plot_filename
 
 GRID = """
 out: {out}
@@ -70,7 +70,8 @@ def _row(planner, mean, **params):
 
 def test_plots_of_planners_with_different_settings(tmp_path):
     # Random shooting has no noise_variance; CEM's elites are not MPPI's: each plot still draws.
-    compare_k = [_row("random_shooting", 600, samples=64, horizon=50), _row("random_shooting", 490, samples=16, horizon=50),
+    compare_k = [_row("random_shooting", 600, samples=64, horizon=50),
+                 _row("random_shooting", 490, samples=16, horizon=50),
                  _row("proposal", 780, samples=64, horizon=50, noise_variance=0.2),
                  _row("proposal", 600, samples=16, horizon=50, noise_variance=0.2)]
     assert _varying(compare_k) == "samples"
@@ -84,7 +85,8 @@ def test_plots_of_planners_with_different_settings(tmp_path):
 
 def test_grid_errors_name_what_is_wrong(tmp_path):
     spec = tmp_path / "grid.yaml"
-    spec.write_text("out: x\ntask: cartpole_swingup\nexperiments: [{name: a, models: {gt: mujoco}, planners: [{samples: 3}]}]\n")
+    spec.write_text("out: x\ntask: cartpole_swingup\n"
+                    "experiments: [{name: a, models: {gt: mujoco}, planners: [{samples: 3}]}]\n")
     with pytest.raises(ConfigError, match="'planner' key"):
         load_grid(str(spec))
     spec.write_text("out: x\ntask: cartpole_swingup\nseed: [0]\nexperiments: []\n")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tdm_control.config import ConfigError
-from tdm_control.joints import BadInput, CommandLayout, JointStateReader
+from tdm_control.nodes.joints import BadInput, CommandLayout, JointStateReader
 
 
 def test_joint_state_is_mapped_by_name_with_extra_joints_ignored(tasks):

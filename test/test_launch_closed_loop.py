@@ -11,9 +11,9 @@ import re
 import signal
 
 import yaml
-
 from ros_helpers import CARTPOLE_CONFIG, NodeProcess, ros_domain  # noqa: F401 (fixture)
-from tdm_control.evaluation import EvalConfig, evaluate
+
+from tdm_control.evaluation.episodes import EvalConfig, evaluate
 
 SMALL = {"samples": 16, "horizon": 8}
 STEPS = 200

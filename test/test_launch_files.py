@@ -15,9 +15,9 @@ import types
 
 import pytest
 import yaml
-
 from ros_helpers import ROOT
-from tdm_control.launcher import NODES
+
+from tdm_control.ros.launcher import NODES
 
 LAUNCH_FILES = sorted(glob.glob(os.path.join(ROOT, "launch", "*.launch.py")))
 

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from sim_bridge.simulator import Simulator
-from tdm_control.evaluation import EvalConfig, build_controller, run_episode
-from tdm_control.plan_audit import audit_episode, summarize_audit
+from tdm_control.controller import build_controller
+from tdm_control.evaluation.audit import audit_episode, summarize_audit
+from tdm_control.evaluation.episodes import EvalConfig, run_episode
+from tdm_control.tasks.simulator import Simulator
 
 TDM = "models/cartpole_swingup_tdm.onnx"
 

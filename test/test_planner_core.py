@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 import pytest
-
 from ros_helpers import models_a_cartpole_planner_must_refuse
-from sim_bridge.simulator import Simulator
-from tdm_control.evaluation import build_controller
-from tdm_control.planner_core import PlannerCore, PlannerNodeConfig
+
+from tdm_control.controller import build_controller
+from tdm_control.nodes.planner_core import PlannerCore, PlannerNodeConfig
+from tdm_control.tasks.simulator import Simulator
 
 SMALL = {"samples": 8, "horizon": 5}
 CONFIG = PlannerNodeConfig(planner_params=SMALL, seed=3, joints=("slider",))
@@ -38,7 +38,7 @@ def test_answers_equal_the_evaluation_controller_for_each_episode(tasks):
     assert core.error is None
     for episode in (0, 1):
         core.set_episode(episode)
-        reference = build_controller(CONFIG.eval_config(), task, episode)
+        reference = build_controller(CONFIG, task, episode)
         reference.reset()
         for t, (q, v) in enumerate(states(task, seed=episode, n=4)):
             answer = core.on_joint_state(stamp(t), NAMES, q.tolist(), v.tolist())

@@ -11,11 +11,17 @@ import time
 
 import numpy as np
 import pytest
+from ros_helpers import (  # noqa: F401
+    DEADLINE_S,
+    NodeProcess,
+    models_a_cartpole_planner_must_refuse,
+    params_args,
+    ros_domain,
+    spin_until,
+)
 
-from ros_helpers import (DEADLINE_S, NodeProcess, models_a_cartpole_planner_must_refuse, params_args,  # noqa: F401
-                         ros_domain, spin_until)
-from tdm_control.evaluation import build_controller
-from tdm_control.planner_core import PlannerNodeConfig
+from tdm_control.controller import build_controller
+from tdm_control.nodes.planner_core import PlannerNodeConfig
 from tdm_control.ros import messages as m
 from tdm_control.ros.embedded import EmbeddedNode
 from tdm_control.ros.transport import COMMANDS, LATCHED, SENSOR_DATA
@@ -66,7 +72,7 @@ class FakeBridge:
 
 
 def test_bad_joint_states_get_zero_torque_and_planning_goes_on(tmp_path, ros_domain, tasks):  # noqa: F811
-    planner = NodeProcess.node("tdm_control.planner_node", *params_args(
+    planner = NodeProcess.node("tdm_control.nodes.planner_node", *params_args(
         tmp_path, {"planner_node": {"seed": 3, "model": "mujoco", "planner_params": SMALL}}))
     bridge = FakeBridge()
     try:
@@ -84,7 +90,7 @@ def test_bad_joint_states_get_zero_torque_and_planning_goes_on(tmp_path, ros_dom
         assert planner.process.poll() is None, "the planner must keep running"
 
         config = PlannerNodeConfig(planner_params=SMALL, seed=3)
-        reference = build_controller(config.eval_config(), tasks["cartpole_swingup"], episode=0)
+        reference = build_controller(config, tasks["cartpole_swingup"], episode=0)
         reference.reset()
         good = [([0.1, 3.0], [0.0, 0.5]), ([0.11, 3.01], [0.2, 0.4])]
         first = bridge.send(10 * 10_000_000, NAMES, *good[0])
@@ -110,9 +116,10 @@ def test_bad_configuration_is_reported_and_every_state_gets_zero_torque(tmp_path
     cases = [({"task": "cartpole_swingdown"}, "task: unknown task 'cartpole_swingdown'"),
              ({"planner_params": {"samlpes": 8}}, "did you mean 'samples'"),
              ({"sampels": 8}, "bad parameter sampels: unknown key")]
-    cases += [({"model": model}, f"model: {model!r}") for model, _ in models_a_cartpole_planner_must_refuse(tmp_path, walker_model)]
+    cases += [({"model": model}, f"model: {model!r}")
+              for model, _ in models_a_cartpole_planner_must_refuse(tmp_path, walker_model)]
     topics = [f"/commands_{i}" for i in range(len(cases))]
-    planners = [NodeProcess.node("tdm_control.planner_node", *params_args(
+    planners = [NodeProcess.node("tdm_control.nodes.planner_node", *params_args(
         tmp_path, {"planner_node": {**params, "command_topic": topic}})) for (params, _), topic in zip(cases, topics)]
     bridge = FakeBridge(topics)
     try:

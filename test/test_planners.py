@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from toy_dynamics import ToyDynamics, closed_loop_return, reward
 
 from tdm_control.config import ConfigError
 from tdm_control.dynamics.mujoco_model import MujocoDynamics
 from tdm_control.history import History
 from tdm_control.planning import PLANNERS, ObservationReward, make_planner, planner_config
-from toy_dynamics import ToyDynamics, closed_loop_return, reward
 
 TOY_PARAMS = {
     "random_shooting": {"samples": 64, "horizon": 15},
@@ -121,8 +121,8 @@ def test_planner_config_errors_name_the_key():
 
 
 def test_controller_holds_actions_between_plans(tasks):
-    from sim_bridge.simulator import Simulator
     from tdm_control.controller import Controller
+    from tdm_control.tasks.simulator import Simulator
 
     task = tasks["cartpole_swingup"]
     dynamics = MujocoDynamics(task, nthread=1, action_repeat=2)

@@ -4,15 +4,23 @@ import dataclasses
 import os
 
 import pytest
+from ros_helpers import CARTPOLE_CONFIG, ROOT
 
 from sim_bridge.bridge_core import BridgeConfig
 from tdm_control.config import ConfigError
-from tdm_control.planner_core import PlannerNodeConfig
-from tdm_control.ros.params import (config_from_parameters, flatten, nest, node_parameters, parameters_of,
-                                    parse_ros_args, read_params_file, salvage_config, write_params_file)
+from tdm_control.nodes.planner_core import PlannerNodeConfig
+from tdm_control.ros.params import (
+    config_from_parameters,
+    flatten,
+    nest,
+    node_parameters,
+    parameters_of,
+    parse_ros_args,
+    read_params_file,
+    salvage_config,
+    write_params_file,
+)
 from tdm_control.ros.transport import resolve_topic
-
-from ros_helpers import CARTPOLE_CONFIG, ROOT
 
 PARAMS = """
 /**:
@@ -117,7 +125,7 @@ def test_shipped_config_builds_both_node_configs():
 @pytest.mark.parametrize("config_file", ["cartpole.yaml", "walker.yaml"])
 def test_every_shipped_config_makes_working_cores(config_file):
     from sim_bridge.bridge_core import BridgeCore
-    from tdm_control.planner_core import PlannerCore
+    from tdm_control.nodes.planner_core import PlannerCore
 
     ros = parse_ros_args(["--ros-args", "--params-file", os.path.join(ROOT, "config", config_file)])
     bridge = BridgeCore(config_from_parameters(BridgeConfig, node_parameters(ros, "/sim_bridge")))

@@ -4,8 +4,8 @@ import os
 import signal
 
 import pytest
-
 from ros_helpers import ros_domain, spin_until  # noqa: F401 (fixture)
+
 from tdm_control.config import ConfigError
 from tdm_control.ros import messages as m
 from tdm_control.ros.embedded import LOCALHOST_CONFIG, EmbeddedNode, domain_settings
@@ -49,7 +49,7 @@ def test_make_node_logs_the_transport(ros_domain, capsys, own_signal_handlers): 
     node = make_node("talker", ["--ros-args", "-p", "answer:=42"])
     try:
         assert node.transport == "embedded" and node.parameters == {"answer": 42}
-        assert f"transport: embedded (rclpy is not importable" in capsys.readouterr().err
+        assert "transport: embedded (rclpy is not importable" in capsys.readouterr().err
         assert f"domain {ros_domain}" in node.describe_transport()
     finally:
         node.close()

@@ -14,9 +14,9 @@ import typing
 
 import numpy as np
 import pytest
+from ros_helpers import ros_domain  # noqa: F401 (fixture)
 from rosbags.typesys import Stores, get_typestore
 
-from ros_helpers import ros_domain  # noqa: F401 (fixture)
 from tdm_control.ros import messages as m
 from tdm_control.ros.embedded import EmbeddedNode, dds_type_name, idl_type, serialize
 from tdm_control.ros.transport import COMMANDS
@@ -63,7 +63,7 @@ def test_every_message_type_used_has_a_sample():
     assert set(samples()) == set(m.MESSAGES) == set(DDS_NAMES)
     # ...and the nodes use no message type outside MESSAGES.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in ("sim_bridge/bridge_node.py", "tdm_control/planner_node.py", "tdm_control/ros/embedded.py"):
+    for path in ("sim_bridge/bridge_node.py", "tdm_control/nodes/planner_node.py", "tdm_control/ros/embedded.py"):
         tree = ast.parse(open(os.path.join(root, path)).read())
         used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name) and node.value.id in ("msg", "messages")}
@@ -110,7 +110,7 @@ def same_values(ours, theirs) -> bool:
 @pytest.mark.parametrize("store", STORES, ids=lambda s: s.name)
 def test_bytes_equal_rosbags_and_decode_back(store):
     typestore = get_typestore(store)
-    for message_type, message in samples().items():
+    for message in samples().values():
         ours = serialize(message)
         theirs = bytes(typestore.serialize_cdr(rosbags_message(typestore, message), message.ros_type))
         assert ours[:4] == b"\x00\x01\x00\x00", f"{message.ros_type}: not little-endian plain CDR"
@@ -127,14 +127,14 @@ def test_dds_type_names_follow_rmw():
 
 def test_bytes_on_the_wire(ros_domain):  # noqa: F811
     """Publish through the embedded transport, capture the raw payloads from DDS topic rt/<name>."""
+    from cyclonedds._clayer import ddspy_take
     from cyclonedds.core import InstanceState, SampleState, ViewState
     from cyclonedds.domain import DomainParticipant
     from cyclonedds.sub import DataReader
     from cyclonedds.topic import Topic
-    from cyclonedds._clayer import ddspy_take
+    from ros_helpers import spin_until
 
     from tdm_control.ros.embedded import dds_qos
-    from ros_helpers import spin_until
 
     typestore = get_typestore(Stores.ROS2_JAZZY)
     node = EmbeddedNode("wire_test", [])

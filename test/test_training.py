@@ -110,8 +110,8 @@ def test_falling_steps_mark_the_way_from_success_to_a_loss(lead, expected):
 
 
 def test_fall_weight_weighs_the_dynamics_targets_of_falling_steps(tiny_pipeline):
-    from training.train import TrainConfig, dynamics_weights
     from training.dataset import falling_steps
+    from training.train import TrainConfig, dynamics_weights
 
     pipeline, _ = tiny_pipeline
     _, episodes = load_dataset(pipeline.data_dir)

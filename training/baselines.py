@@ -193,7 +193,7 @@ def export_baseline(checkpoint_path: str, out_path: str, max_delta: float = 1e-4
     """Exports a baseline to ONNX (obs, action -> next_obs, reward) after a parity check."""
     import onnxruntime as ort
 
-    from tdm_control import model_metadata
+    from tdm_control.dynamics import metadata as model_metadata
     from training.export import ExportError, write_metadata
 
     ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)

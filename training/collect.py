@@ -30,15 +30,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim_bridge.simulator import Simulator
 from tdm_control.config import check, from_dict
 from tdm_control.dynamics import make_dynamics, model_digest
+from tdm_control.files import write_json
 from tdm_control.history import History
 from tdm_control.planning import ObservationReward, make_planner, planner_config
 from tdm_control.planning.noise import brownian_noise
 from tdm_control.tasks import make_task
-from training.dataset import (FORMAT, POLICIES, VERSION, Episode, existing_episodes, read_metadata,
-                              save_episode, write_json_atomic)
+from tdm_control.tasks.simulator import Simulator
+from training.dataset import FORMAT, POLICIES, VERSION, Episode, existing_episodes, read_metadata, save_episode
 from training.errors import TrainingError
 
 
@@ -200,7 +200,7 @@ def collect(config: CollectConfig, folder: str, show_progress: bool = True) -> l
             raise TrainingError(f"{folder} holds on-policy data of another version of {config.model} (its file "
                                 f"changed since); collect into a new folder")
     os.makedirs(folder, exist_ok=True)
-    write_json_atomic(os.path.join(folder, "dataset.json"), meta)
+    write_json(os.path.join(folder, "dataset.json"), meta)
     have = set(existing_episodes(folder))
     todo = [i for i in range(config.episodes) if i not in have]
     if not todo:

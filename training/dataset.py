@@ -61,14 +61,6 @@ def episode_path(folder: str, index: int) -> str:
     return os.path.join(folder, f"episode_{index:06d}.npz")
 
 
-def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def save_episode(folder: str, index: int, episode: Episode) -> str:
     """Writes episode `index` atomically; returns its path."""
     path = episode_path(folder, index)

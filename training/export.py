@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdm_control import model_metadata
+from tdm_control.dynamics import metadata as model_metadata
 from tdm_control.dynamics.onnx_model import make_session
 from tdm_control.dynamics.tdm_decoder import RingCache, TDMDecoder
 from tdm_control.history import History
 from tdm_control.tokenizer import Tokenizer
 from training.dataset import load_dataset
-from training.model import IncrementalTDM, TDM, TDMConfig
+from training.model import TDM, IncrementalTDM, TDMConfig
 from training.train import load_checkpoint, model_from_checkpoint
 
 

@@ -13,9 +13,8 @@ import dataclasses
 import os
 from typing import Any
 
-import yaml
-
 from tdm_control.config import ConfigError, check, from_dict
+from tdm_control.files import read_yaml
 from tdm_control.tasks import make_task
 from tdm_control.tokenizer import Tokenizer
 from training.collect import CollectConfig
@@ -87,16 +86,7 @@ class PipelineConfig:
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"training config {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"training config {path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
+    return read_yaml(path, "training config")
 
 
 def load_pipeline(path: str) -> PipelineConfig:

@@ -25,8 +25,16 @@ from tqdm import tqdm
 
 from tdm_control.config import check
 from tdm_control.tokenizer import Role, Tokenizer
-from training.dataset import (Episode, WindowSampler, action_repeat, dataset_folders, dataset_hash,
-                              falling_steps, load_datasets, tokenize_episode)
+from training.dataset import (
+    Episode,
+    WindowSampler,
+    action_repeat,
+    dataset_folders,
+    dataset_hash,
+    falling_steps,
+    load_datasets,
+    tokenize_episode,
+)
 from training.errors import TrainingError
 from training.model import TDM, TDMConfig
 

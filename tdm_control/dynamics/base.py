@@ -53,6 +53,16 @@ class Dynamics(abc.ABC):
         raise TypeError(f"model {self.name!r} does not propose actions; proposal planning needs a sequence "
                         f"model such as an exported TDM")
 
+    @staticmethod
+    def check_actions(actions: np.ndarray, action_size: int, dtype: type = np.float64,
+                      what: str = "actions") -> np.ndarray:
+        """`actions` as a (K, N, action_size) array of `dtype`; any other shape is a ValueError saying
+        which shape was expected (every model checks its input here)."""
+        actions = np.asarray(actions, dtype=dtype)
+        if actions.ndim != 3 or actions.shape[2] != action_size:
+            raise ValueError(f"{what} must be (K, N, {action_size}), got {actions.shape}")
+        return actions
+
     def reset(self) -> None:
         """Forgets anything cached for the current episode."""
 

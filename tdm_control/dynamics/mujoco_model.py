@@ -54,10 +54,8 @@ class MujocoDynamics(Dynamics):
         return state
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray):
-        actions = np.asarray(actions, dtype=np.float64)
-        k, n, m = actions.shape
-        if m != self.task.action_size:
-            raise ValueError(f"actions have {m} columns; task {self.task.name} has {self.task.action_size} actuators")
+        actions = self.check_actions(actions, self.task.action_size)
+        k = actions.shape[0]
         sub = self.task.n_sub_steps * self.action_repeat
         controls = np.repeat(actions, sub, axis=1)  # (K, N*sub, m): each action held for sub physics steps
         start = np.broadcast_to(self.initial_state(obs), (k, self._state_size))

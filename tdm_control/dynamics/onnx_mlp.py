@@ -23,10 +23,8 @@ class OnnxMLP(Dynamics):
         self.providers = session.get_providers()
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray):
-        actions = np.asarray(actions, dtype=np.float32)
-        k, horizon, m = actions.shape
-        if m != self.task.action_size:
-            raise ValueError(f"actions must be (K, N, {self.task.action_size}), got {actions.shape}")
+        actions = self.check_actions(actions, self.task.action_size, np.float32)
+        k, horizon, _ = actions.shape
         state = np.broadcast_to(np.asarray(obs, dtype=np.float32), (k, self.task.observation_size)).copy()
         pred_obs = np.empty((k, horizon, self.task.observation_size))
         pred_reward = np.empty((k, horizon))

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from tdm_control import model_metadata
 from tdm_control.config import ConfigError
+from tdm_control.dynamics import metadata as model_metadata
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.dynamics.tdm_decoder import TDMDecoder
 from tdm_control.history import History
@@ -119,16 +119,12 @@ class OnnxTDM(Dynamics):
         return self.session.run(None, feeds)
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray):
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.ndim != 3 or actions.shape[2] != self.task.action_size:
-            raise ValueError(f"actions must be (K, N, {self.task.action_size}), got {actions.shape}")
+        actions = self.check_actions(actions, self.task.action_size)
         obs_tokens, reward_tokens = self.decoder.rollout(history, obs, actions)
         return self.tokenizer.decode(obs_tokens), self.tokenizer.decode(reward_tokens)
 
     def rollout_with_proposals(self, history: History, obs: np.ndarray, noise: np.ndarray):
-        noise = np.asarray(noise, dtype=np.float64)
-        if noise.ndim != 3 or noise.shape[2] != self.task.action_size:
-            raise ValueError(f"noise must be (K, N, {self.task.action_size}), got {noise.shape}")
+        noise = self.check_actions(noise, self.task.action_size, what="noise")
         obs_tokens, reward_tokens, actions = self.decoder.rollout_with_proposals(history, obs, noise)
         return self.tokenizer.decode(obs_tokens), self.tokenizer.decode(reward_tokens), actions
 

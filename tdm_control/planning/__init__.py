@@ -8,9 +8,10 @@ import numpy as np
 
 from tdm_control.config import ConfigError, from_dict
 from tdm_control.dynamics.base import Dynamics
-from tdm_control.planning.base import ObservationReward, Objective, PlanInfo, Planner, PredictedReward
-from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.base import PlanInfo, Planner
 from tdm_control.planning.iterative import CEM, MPPI
+from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.objectives import OBJECTIVES, Objective, ObservationReward, PredictedReward, make_objective
 from tdm_control.planning.proposal import ProposalShooting
 from tdm_control.planning.shooting import RandomShooting, WarmStartShooting
 
@@ -38,5 +39,5 @@ def make_planner(name: str, dynamics: Dynamics, objective: Objective, action_siz
     return PLANNERS[name](dynamics, objective, action_size, rng, config)
 
 
-__all__ = ["PLANNERS", "ObservationReward", "Objective", "PlanInfo", "Planner", "PredictedReward",
-           "brownian_noise", "make_planner", "planner_config"]
+__all__ = ["OBJECTIVES", "PLANNERS", "ObservationReward", "Objective", "PlanInfo", "Planner", "PredictedReward",
+           "brownian_noise", "make_objective", "make_planner", "planner_config"]

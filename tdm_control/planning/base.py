@@ -1,49 +1,15 @@
-"""What a planner is, and the objectives it maximises."""
+"""What a planner is, and how it scores candidate sequences through a model and an objective."""
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Callable
 
 import numpy as np
 
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.history import History
-
-RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""reward(obs (..., n), action (..., m)) -> (...,): a task's reward of an observation."""
-
-
-class Objective(abc.ABC):
-    """Scores predicted trajectories; the planner keeps the candidate with the highest score."""
-
-    name: str
-
-    @abc.abstractmethod
-    def __call__(self, pred_obs: np.ndarray, pred_reward: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """pred_obs (K, N, n), pred_reward (K, N), actions (K, N, m) -> returns (K,)."""
-
-
-class ObservationReward(Objective):
-    """Sum over the horizon of the task reward of each predicted observation (paper eq. 5)."""
-
-    name = "observation"
-
-    def __init__(self, reward_fn: RewardFn) -> None:
-        self.reward_fn = reward_fn
-
-    def __call__(self, pred_obs, pred_reward, actions):
-        return self.reward_fn(pred_obs, actions).sum(axis=1)  # (K, N) -> (K,)
-
-
-class PredictedReward(Objective):
-    """Sum over the horizon of the model's own predicted rewards (paper eq. 6)."""
-
-    name = "predicted"
-
-    def __call__(self, pred_obs, pred_reward, actions):
-        return pred_reward.sum(axis=1)  # (K, N) -> (K,)
+from tdm_control.planning.objectives import Objective
 
 
 @dataclasses.dataclass
@@ -84,9 +50,20 @@ class Planner(abc.ABC):
         self.last = None
         self.dynamics.reset()
 
+    def score(self, pred_obs: np.ndarray, pred_reward: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Objective of predicted trajectories, pred_obs (K, N, n), pred_reward (K, N), actions (K, N, m)
+        -> (K,) float64; a sequence the model predicted garbage for (non-finite) scores -inf, never picked."""
+        returns = np.asarray(self.objective(pred_obs, pred_reward, actions), dtype=np.float64)
+        return np.where(np.isfinite(returns), returns, -np.inf)
+
     def evaluate(self, obs: np.ndarray, history: History, candidates: np.ndarray) -> np.ndarray:
         """Scores candidates (K, N, m) in one batched model call; returns (K,)."""
         pred_obs, pred_reward = self.dynamics.rollout(history, obs, candidates)
-        returns = np.asarray(self.objective(pred_obs, pred_reward, candidates), dtype=np.float64)
-        # A model may predict garbage for some sequence; never pick it.
-        return np.where(np.isfinite(returns), returns, -np.inf)
+        return self.score(pred_obs, pred_reward, candidates)
+
+    def evaluate_proposals(self, obs: np.ndarray, history: History,
+                           noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Proposal-biased candidates: the model proposes each action and `noise` (K, N, m) perturbs it.
+        Returns the actions it played (K, N, m) and their scores (K,), in one batched model call."""
+        pred_obs, pred_reward, actions = self.dynamics.rollout_with_proposals(history, obs, noise)
+        return actions, self.score(pred_obs, pred_reward, actions)

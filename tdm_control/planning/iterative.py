@@ -17,8 +17,9 @@ import numpy as np
 from tdm_control.config import check
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.history import History
-from tdm_control.planning.base import Objective, PlanInfo, Planner
+from tdm_control.planning.base import PlanInfo, Planner
 from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.objectives import Objective
 from tdm_control.planning.proposal import proposal_noise, require_proposals
 
 
@@ -142,9 +143,7 @@ class IterativePlanner(Planner, abc.ABC):
         """Proposal-biased sequences and their returns, from a model that proposes actions."""
         noise = proposal_noise(self.rng, count, self.config.horizon, self.action_size,
                                self.config.proposal_variance)
-        pred_obs, pred_reward, actions = self.dynamics.rollout_with_proposals(history, obs, noise)
-        returns = np.asarray(self.objective(pred_obs, pred_reward, actions), dtype=np.float64)
-        return actions, np.where(np.isfinite(returns), returns, -np.inf)
+        return self.evaluate_proposals(obs, history, noise)
 
 
 class CEM(IterativePlanner):

@@ -15,8 +15,9 @@ import numpy as np
 from tdm_control.config import ConfigError
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.history import History
-from tdm_control.planning.base import Objective, PlanInfo, Planner
+from tdm_control.planning.base import PlanInfo, Planner
 from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.objectives import Objective
 from tdm_control.planning.shooting import RandomShootingConfig
 
 
@@ -62,9 +63,7 @@ class ProposalShooting(Planner):
     def plan(self, obs: np.ndarray, history: History) -> np.ndarray:
         c = self.config
         noise = proposal_noise(self.rng, c.samples, c.horizon, self.action_size, c.noise_variance)
-        pred_obs, pred_reward, actions = self.dynamics.rollout_with_proposals(history, obs, noise)
-        returns = np.asarray(self.objective(pred_obs, pred_reward, actions), dtype=np.float64)
-        returns = np.where(np.isfinite(returns), returns, -np.inf)
+        actions, returns = self.evaluate_proposals(obs, history, noise)
         best = int(np.argmax(returns))
         self.last = PlanInfo(float(returns[best]), actions[best].copy(), 1, c.samples)
         return np.clip(actions[best, 0], -1.0, 1.0)

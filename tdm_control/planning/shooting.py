@@ -9,8 +9,9 @@ import numpy as np
 from tdm_control.config import check
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.history import History
-from tdm_control.planning.base import Objective, PlanInfo, Planner
+from tdm_control.planning.base import PlanInfo, Planner
 from tdm_control.planning.noise import brownian_noise
+from tdm_control.planning.objectives import Objective
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,18 +1,18 @@
 """The closed loop as a ROS 2 launch description (needs `launch` and `launch_ros`: a sourced workspace).
 
 The files in launch/ call `closed_loop(<config file>)`; the nodes are
-`tdm_control.launcher.NODES`, the same ones `tdm-control launch` starts.
+`tdm_control.ros.launcher.NODES`, the same ones `tdm-control launch` starts.
 """
 
 from __future__ import annotations
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from tdm_control.launcher import NODES
+from launch import LaunchDescription
+from tdm_control.ros.launcher import NODES
 
 PACKAGE = "tdm_control"
 FINISHING_NODE = "sim_bridge"

@@ -20,6 +20,7 @@ from typing import Any, Sequence, TypeVar
 import yaml
 
 from tdm_control.config import ConfigError, from_dict
+from tdm_control.files import read_yaml
 
 T = TypeVar("T")
 
@@ -108,13 +109,7 @@ def read_params_file(path: str) -> dict[str, dict[str, Any]]:
     Raises:
       ConfigError naming the file when it is missing or malformed.
     """
-    try:
-        with open(path) as f:
-            tree = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"parameter file {path!r} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"parameter file {path!r} is not valid YAML: {e}") from None
+    tree = read_yaml(path, "parameter file")
     out: dict[str, dict[str, Any]] = {}
     _collect(tree or {}, "", path, out)
     return out

@@ -119,7 +119,8 @@ class RclpyNode(Node):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
 
     def describe_transport(self) -> str:
-        return f", RMW {os.environ.get('RMW_IMPLEMENTATION', 'default')}, ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}"
+        rmw = os.environ.get("RMW_IMPLEMENTATION", "default")
+        return f", RMW {rmw}, ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}"
 
     def declare_parameters(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

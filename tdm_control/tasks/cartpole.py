@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdm_control.rewards import tolerance
 from tdm_control.tasks.base import ObservationField, Task, wrap_angle
+from tdm_control.tasks.rewards import tolerance
 
 
 class CartpoleSwingup(Task):

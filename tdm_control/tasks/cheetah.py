@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdm_control.rewards import tolerance
 from tdm_control.tasks.base import ObservationField, Task
+from tdm_control.tasks.rewards import tolerance
 
 RUN_SPEED = 10.0
 """Forward speed (m/s) of the centre of mass at which the reward saturates."""

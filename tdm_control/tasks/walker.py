@@ -5,8 +5,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from tdm_control.rewards import tolerance
 from tdm_control.tasks.base import ObservationField, Task, wrap_angle
+from tdm_control.tasks.rewards import tolerance
 
 STAND_HEIGHT = 1.2
 """Torso height (m) above which the standing term is 1."""
@@ -47,7 +47,8 @@ class WalkerStand(Task):
                 continue
             body = int(model.jnt_bodyid[joint.id])
             if np.any(model.body_quat[body] != [1, 0, 0, 0]):
-                raise ValueError(f"walker body {model.body(body).name} is rotated; the planar inverse needs unrotated bodies")
+                raise ValueError(f"walker body {model.body(body).name} is rotated; "
+                                 f"the planar inverse needs unrotated bodies")
             sign = float(model.jnt_axis[joint.id, 1])
             parent = int(model.body_parentid[body])
             self._hinges.append((j, rows[body], rows.get(parent, -1), sign))

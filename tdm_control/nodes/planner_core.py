@@ -3,7 +3,7 @@
 `PlannerCore` wraps the same `Controller` the in-process evaluation uses, built
 by the same `build_controller` with the same seeds (episode `i` plans with
 `episode_rng(seed, i)`), so a closed loop over topics reproduces
-`tdm_control.evaluation` exactly.
+`tdm_control.evaluation.episodes` exactly.
 
 It answers each joint state at most once: a state whose stamp is not newer than
 the last one answered in the running episode is a re-send (lockstep bridges
@@ -25,11 +25,10 @@ from typing import Sequence
 import numpy as np
 
 from tdm_control.config import ConfigError, check
-from tdm_control.controller import Controller
+from tdm_control.controller import Controller, build_controller
 from tdm_control.dynamics import make_dynamics
-from tdm_control.evaluation import OBJECTIVES, EvalConfig, build_controller
-from tdm_control.joints import BadInput, CommandLayout, JointStateReader
-from tdm_control.planning import planner_config
+from tdm_control.nodes.joints import BadInput, CommandLayout, JointStateReader
+from tdm_control.planning import OBJECTIVES, planner_config
 from tdm_control.tasks import make_task
 
 PLANNING_INFO_LABEL = "stamp_s,planning_latency_s,predicted_return"
@@ -74,12 +73,6 @@ class PlannerNodeConfig:
         check(self.objective in OBJECTIVES, "objective",
               f"must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         check(self.state_timeout > 0, "state_timeout", f"must be > 0 s, got {self.state_timeout}")
-
-    def eval_config(self) -> EvalConfig:
-        """The evaluation config that plans exactly as this node does."""
-        return EvalConfig(task=self.task, model=self.model, planner=self.planner,
-                          planner_params=dict(self.planner_params), objective=self.objective,
-                          episodes=1, seed=self.seed, action_repeat=self.action_repeat)
 
 
 @dataclasses.dataclass
@@ -187,7 +180,7 @@ class PlannerCore:
             answer.error = str(e)
             return answer
         if self.controller is None:
-            self.controller = build_controller(self.config.eval_config(), self.task, self.episode, self.dynamics)
+            self.controller = build_controller(self.config, self.task, self.episode, self.dynamics)
             self.controller.reset()
         _, torque = self.controller.act(q, v)  # (m,) N·m, actuator order
         if not np.all(np.isfinite(torque)):

@@ -39,10 +39,11 @@ import os
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
-from tdm_control.config import ConfigError, check, from_dict
+from tdm_control.config import check, from_dict
+from tdm_control.files import read_yaml, write_json
+from tdm_control.planning.objectives import OBJECTIVES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +66,8 @@ class Experiment:
         check(bool(self.models), f"{self.name}.models", "needs at least one model")
         check(bool(self.planners), f"{self.name}.planners", "needs at least one planner")
         for objective in self.objectives:
-            check(objective in ("observation", "predicted"), f"{self.name}.objectives",
-                  f"unknown objective {objective!r}; choose observation or predicted")
+            check(objective in OBJECTIVES, f"{self.name}.objectives",
+                  f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
         for entry in self.planners:
             check(isinstance(entry, dict) and "planner" in entry, f"{self.name}.planners",
                   f"each entry needs a 'planner' key, got {entry!r}")
@@ -124,22 +125,23 @@ def run_id(run: dict[str, Any]) -> str:
 
 def execute(run: dict[str, Any]) -> dict[str, Any]:
     """One episode of one run, single-threaded (the grid runs several at once)."""
-    from sim_bridge.simulator import Simulator
-    from tdm_control.controller import Controller
+    from tdm_control.controller import build_controller
     from tdm_control.dynamics import make_dynamics, model_digest
-    from tdm_control.evaluation import episode_rng, reward_trace, run_episode
-    from tdm_control.planning import ObservationReward, PredictedReward, make_planner
+    from tdm_control.evaluation.episodes import EvalConfig, reward_trace, run_episode
     from tdm_control.tasks import make_task
+    from tdm_control.tasks.simulator import Simulator
 
     task = make_task(run["task"])
+    config = EvalConfig(task=run["task"], model=run["model"], planner=run["planner"],
+                        planner_params=run["planner_params"], objective=run["objective"], episodes=1,
+                        steps=run["steps"], seed=run["seed"], action_repeat=run["action_repeat"])
     kwargs = {"nthread": 1} if run["model"] == "mujoco" else {"threads": 1}
     dynamics = make_dynamics(run["model"], task, action_repeat=run["action_repeat"], **kwargs)
-    objective = ObservationReward(task.reward) if run["objective"] == "observation" else PredictedReward()
-    planner = make_planner(run["planner"], dynamics, objective, task.action_size,
-                           episode_rng(run["seed"], 0), run["planner_params"])
+    # Episode 0's generator with the run's seed: a grid run is one episode of its own.
+    controller = build_controller(config, task, 0, dynamics)
     simulator = Simulator(task, seed=run["seed"])
     try:
-        episode_return, latencies, rewards = run_episode(simulator, Controller(task, planner), run["steps"])
+        episode_return, latencies, rewards = run_episode(simulator, controller, run["steps"])
     finally:
         dynamics.close()
     return {**run, "model_sha256": model_digest(run["model"]), "return": episode_return,
@@ -151,10 +153,7 @@ def execute(run: dict[str, Any]) -> dict[str, Any]:
 def _work(args: tuple[dict[str, Any], str]) -> dict[str, Any]:
     run, path = args
     result = execute(run)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
+    write_json(path, result)
     return result
 
 
@@ -235,7 +234,7 @@ def load_results(config: GridConfig) -> list[dict[str, Any]]:
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (experiment, model, planner, params): mean return over seeds, 68% interval, latency."""
-    from tdm_control.evaluation import standard_error
+    from tdm_control.evaluation.episodes import standard_error
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -256,13 +255,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def load_grid(path: str) -> GridConfig:
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"grid file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"grid file {path} is not valid YAML: {e}") from None
+    raw = read_yaml(path, "grid file")
     config = from_dict(GridConfig, raw, where=path)
     config.experiment_list()
     return config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -12,14 +11,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim_bridge.simulator import Simulator
-from tdm_control.config import ConfigError
-from tdm_control.controller import Controller
-from tdm_control.dynamics import Dynamics, make_dynamics
-from tdm_control.planning import ObservationReward, PredictedReward, make_planner, planner_config
+from tdm_control.controller import Controller, build_controller
+from tdm_control.files import write_json
+from tdm_control.planning import make_objective, planner_config
 from tdm_control.tasks import make_task
-
-OBJECTIVES = ("observation", "predicted")
+from tdm_control.tasks.simulator import Simulator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +39,6 @@ class EvalConfig:
     action_repeat: int = 0
     """Control steps each planned action is held: 0 takes the model's own (1 for 'mujoco');
     an exported model's own value cannot be changed."""
-
-
-def episode_rng(seed: int, episode: int) -> np.random.Generator:
-    """The planner's generator for one episode, independent across episodes."""
-    return np.random.default_rng([seed, episode])
 
 
 def reward_trace(rewards: np.ndarray) -> list[float]:
@@ -98,26 +89,11 @@ def run_episode(simulator: Simulator, controller: Controller, steps: int,
     return simulator.episode_return, np.array(latencies), np.array(rewards)
 
 
-def build_controller(config: EvalConfig, task, episode: int, dynamics: Dynamics | None = None) -> Controller:
-    """The controller for one episode: model, objective and a planner seeded for that episode.
-
-    `dynamics` reuses a model already loaded for `config.model` (the planner resets it
-    with each episode); None loads it.
-    """
-    if config.objective not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {config.objective!r}; choose one of: {', '.join(OBJECTIVES)}")
-    if dynamics is None:
-        dynamics = make_dynamics(config.model, task, action_repeat=config.action_repeat)
-    objective = ObservationReward(task.reward) if config.objective == "observation" else PredictedReward()
-    planner = make_planner(config.planner, dynamics, objective, task.action_size,
-                           episode_rng(config.seed, episode), config.planner_params)
-    return Controller(task, planner)
-
-
 def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
     """Runs `config.episodes` full episodes and returns a JSON-serialisable result."""
     task = make_task(config.task)
     planner_config(config.planner, config.planner_params)  # fail before any work
+    make_objective(config.objective, task)
     steps = config.steps or task.episode_steps
     returns, latencies, traces = [], [], []
     repeat = 1
@@ -152,7 +128,4 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
 
 def write_result(result: dict[str, Any], path: str) -> None:
     """Writes a result as indented JSON, creating the folder."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    write_json(path, result)

@@ -29,12 +29,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim_bridge.simulator import Simulator
+from tdm_control.controller import build_controller, episode_rng
 from tdm_control.dynamics.mujoco_model import MujocoDynamics
-from tdm_control.evaluation import EvalConfig, build_controller, episode_rng, reward_trace
+from tdm_control.evaluation.episodes import EvalConfig, reward_trace
+from tdm_control.evaluation.plots import pyplot, save
+from tdm_control.evaluation.prediction_error import true_future
 from tdm_control.planning import ObservationReward, make_planner
-from tdm_control.prediction_error import true_future
 from tdm_control.tasks import Task, make_task
+from tdm_control.tasks.simulator import Simulator
 
 
 def replay_return(simulator: Simulator, task: Task, plan: np.ndarray, action_repeat: int) -> float:
@@ -117,16 +119,14 @@ def format_audit(result: dict[str, Any]) -> str:
     if s["plans"]:
         lines.append(f"\n{s['plans']} plans (returns over {result['horizon']} model steps): optimism "
                      f"{s['optimism']:+.2f}, the reference plan's true gain {s['reference_gain']:+.2f}, "
-                     f"a reference better by > {s['margin']} ranked below the choice in {100 * s['misranked_share']:.0f}%")
+                     f"a reference better by > {s['margin']} ranked below the choice in "
+                     f"{100 * s['misranked_share']:.0f}%")
     return "\n".join(lines)
 
 
 def plot_audit(result: dict[str, Any], path: str) -> None:
     """Predicted and true returns of the chosen and reference plans, and the reward, against control step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     steps = [p["step"] for p in result["plans"]]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[2, 1])
@@ -145,5 +145,4 @@ def plot_audit(result: dict[str, Any], path: str) -> None:
     c = result["config"]
     fig.suptitle(f"{c['task']}: {c['model']}, {c['planner']}, seed {c['seed']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)

@@ -49,7 +49,7 @@ class NodeSpec:
 
 NODES = (
     NodeSpec("sim_bridge", "sim_bridge.bridge_node", "sim_bridge"),
-    NodeSpec("planner_node", "tdm_control.planner_node", "planner_node"),
+    NodeSpec("planner_node", "tdm_control.nodes.planner_node", "planner_node"),
 )
 """The closed loop; launch/closed_loop.launch.py starts the same nodes (a test checks they agree)."""
 STOP_TIMEOUT_S = 5.0

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from tdm_control.grid import GridConfig, load_results, made_with, read_result, summarize
+from tdm_control.evaluation.grid import GridConfig, load_results, made_with, read_result, summarize
+from tdm_control.evaluation.plots import pyplot, save
+from tdm_control.files import write_json
 
 
 def _label(row: dict[str, Any], skip: str) -> str:
@@ -42,7 +44,8 @@ def markdown(rows: list[dict[str, Any]], config: GridConfig, traced: frozenset[s
              f"(± one standard error over episodes); planning latency is the median time of one plan.", ""]
     for name in dict.fromkeys(r["experiment"] for r in rows):
         members = [r for r in rows if r["experiment"] == name]
-        lines += [f"## {name}", "", "| model | planner | settings | objective | return | episodes (by seed) | plan (ms) |",
+        lines += [f"## {name}", "",
+                  "| model | planner | settings | objective | return | episodes (by seed) | plan (ms) |",
                   "|---|---|---|---|---|---|---|"]
         for r in sorted(members, key=lambda r: (r["model"], r["planner"], json.dumps(r["params"], sort_keys=True))):
             settings = ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
@@ -57,10 +60,7 @@ def markdown(rows: list[dict[str, Any]], config: GridConfig, traced: frozenset[s
 
 def plot_experiment(rows: list[dict[str, Any]], name: str, path: str) -> None:
     """Return against the varying parameter (left) and against planning time (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x_key = _varying(rows)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -96,8 +96,7 @@ def plot_experiment(rows: list[dict[str, Any]], name: str, path: str) -> None:
         axes[1].legend(fontsize=7)
     fig.suptitle(name)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def plot_reward_traces(results: list[dict[str, Any]], name: str, path: str) -> bool:
@@ -112,10 +111,7 @@ def plot_reward_traces(results: list[dict[str, Any]], name: str, path: str) -> b
             panels.setdefault(_label(row, ""), []).append(r)
     if not panels:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
@@ -133,8 +129,7 @@ def plot_reward_traces(results: list[dict[str, Any]], name: str, path: str) -> b
         ax.axis("off")
     fig.suptitle(textwrap.fill(name, 30 * cols), fontsize=10)  # a one-panel figure is 5 in wide
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)
     return True
 
 
@@ -145,7 +140,7 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
         return []
     from tdm_control.config import from_dict
     from tdm_control.dynamics import make_dynamics, model_digest
-    from tdm_control.prediction_error import PredictionErrorConfig, prediction_errors
+    from tdm_control.evaluation.prediction_error import PredictionErrorConfig, prediction_errors
     from tdm_control.tasks import make_task
 
     pe_config = from_dict(PredictionErrorConfig, config.prediction_error, where="prediction_error")
@@ -171,8 +166,7 @@ def prediction_error_results(config: GridConfig, show_progress: bool = True) -> 
         finally:
             dynamics.close()
         result.update(label=label, model_path=model, model_sha256=digest)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(path, result)
         out.append(result)
     return out
 
@@ -205,7 +199,7 @@ def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
     errors = prediction_error_results(config, show_progress)
     text = markdown(rows, config, frozenset(traced))
     if errors:
-        from tdm_control.prediction_error import plot_errors
+        from tdm_control.evaluation.prediction_error import plot_errors
 
         path = os.path.join(config.out, "prediction_error.png")
         learned = [e for e in errors if e["model_path"] != "mujoco"]  # the simulator's own error is ~1e-15

@@ -24,7 +24,7 @@ control steps:
   behaviour cloning      the proposal alone (K = 1, no noise)
   ground truth           the simulator as model (warm start K = 64): the reference
 
-    .venv/bin/python evaluation/walker_planner_variants.py   # 10 episodes x 200 steps, ~10 min on 2 cores
+    .venv/bin/python experiments/walker/planner_variants.py   # 10 episodes x 200 steps, ~10 min on 2 cores
 
 These variants are experiments, not planners the package ships: they subclass
 the shipped decoder and planner here rather than add options that did not help.
@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 MODEL = "models/walker_stand_tdm_v3.onnx"
 """The best walker TDM (788.7 on the headline starts)."""
-SECOND = "models/walker_stand_tdm_v7.onnx"
+SECOND = "experiments/walker/models/walker_stand_tdm_v7.onnx"
 """An independently trained one (from scratch, 4 times the parameters) for the ensemble."""
 PROPOSAL = {"samples": 32, "horizon": 15, "noise_variance": 0.05}
 """The best walker planner's settings (the headline's)."""
@@ -186,13 +186,13 @@ def _variant_classes():
 def run_variant(args: tuple[str, dict, int, int]) -> dict:
     """Plays one variant's episode; returns its return, first fall and plan time."""
     name, spec, seed, steps = args
-    from sim_bridge.simulator import Simulator
-    from tdm_control.controller import Controller
+    from tdm_control.controller import Controller, episode_rng
     from tdm_control.dynamics import make_dynamics
-    from tdm_control.evaluation import episode_rng, reward_trace, run_episode
+    from tdm_control.evaluation.episodes import reward_trace, run_episode
     from tdm_control.planning import ObservationReward, PredictedReward, make_planner
     from tdm_control.planning.proposal import ProposalConfig
     from tdm_control.tasks import make_task
+    from tdm_control.tasks.simulator import Simulator
 
     task = make_task("walker_stand")
     rng = episode_rng(seed, 0)  # the grid's generator for this seed
@@ -255,8 +255,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="control steps per episode (0.025 s each)")
     parser.add_argument("--workers", type=int, default=2, help="variants played at once")
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="play these variants only")
-    parser.add_argument("--out", default="results/walker_planner_variants.json")
-    parser.add_argument("--plot", default="evaluation/walker_planner_variants.png", help="'' for none")
+    parser.add_argument("--out", default="results/experiments/walker_planner_variants.json")
+    parser.add_argument("--plot", default="experiments/walker/figures/walker_planner_variants.png", help="'' for none")
     args = parser.parse_args()
     names = args.only or list(VARIANTS)
     jobs = [(name, VARIANTS[name], args.seed, args.steps) for name in names]

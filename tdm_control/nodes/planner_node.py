@@ -1,11 +1,11 @@
 """The planner node: joint states in, MPC torque commands out.
 
     ros2 run tdm_control planner_node --ros-args --params-file config/cartpole.yaml
-    python -m tdm_control.planner_node --ros-args --params-file config/cartpole.yaml   # no ROS 2 needed
+    python -m tdm_control.nodes.planner_node --ros-args --params-file config/cartpole.yaml   # no ROS 2 needed
 
 Subscribes /joint_states (best-effort, newest only) and the bridge's latched
 episode topic; publishes /effort_controller/commands and ~/planning_info. All
-logic is in `tdm_control.planner_core`; this module converts messages.
+logic is in `tdm_control.nodes.planner_core`; this module converts messages.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Sequence
 
-from tdm_control.planner_core import PLANNING_INFO_LABEL, Answer, PlannerCore, PlannerNodeConfig
+from tdm_control.nodes.planner_core import PLANNING_INFO_LABEL, Answer, PlannerCore, PlannerNodeConfig
 from tdm_control.ros import messages as msg
 from tdm_control.ros.params import parameters_of, salvage_config
 from tdm_control.ros.transport import COMMANDS, LATCHED, LATEST_SENSOR_DATA, Node, make_node

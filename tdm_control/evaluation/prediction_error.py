@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim_bridge.simulator import Simulator
 from tdm_control.dynamics.base import Dynamics
+from tdm_control.evaluation.plots import pyplot, save
 from tdm_control.history import History
 from tdm_control.planning.noise import brownian_noise
 from tdm_control.tasks import Task
+from tdm_control.tasks.simulator import Simulator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +103,7 @@ def prediction_errors(task: Task, dynamics: Dynamics, config: PredictionErrorCon
 
 def plot_errors(results: list[dict[str, Any]], path: str, title: str) -> None:
     """Median RMS error against steps ahead, one line per model, quartiles shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for result in results:
@@ -126,5 +124,4 @@ def plot_errors(results: list[dict[str, Any]], path: str, title: str) -> None:
     axes[1].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
