@@ -1,9 +1,12 @@
-"""`tdm-control`: evaluate planners and models on the simulator, list what is available.
+r"""`tdm-control`: evaluate planners and models on the simulator, list what is available.
 
     tdm-control eval --task cartpole_swingup --model mujoco --planner random_shooting \
         --samples 128 --horizon 50 --episodes 4 --seed 0 --out results/rs.json
-    tdm-control audit --task walker_stand --model models/walker_stand_tdm_v5.onnx --planner proposal \
+    tdm-control audit --task walker_stand --model models/walker_stand_tdm_v3.onnx --planner proposal \
         --samples 32 --horizon 15 --noise-variance 0.05 --seed 4 --steps 40
+    tdm-control prediction-error --task cartpole_swingup --model tdm=models/cartpole_swingup_tdm.onnx \
+        --model mujoco --action-repeat 2 --horizon 50 --starts 30 --plot results/prediction_error.png
+    tdm-control grid config/eval/cartpole_swingup.yaml          # --report: only rewrite the report
     tdm-control launch config/cartpole.yaml --steps 200
     tdm-control list
 """

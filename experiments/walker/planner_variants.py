@@ -2,7 +2,7 @@
 
 From seed 2 the walker starts upright (reward 0.99) and every TDM planner lets it
 fall after about 25 control steps, where the ground-truth planner keeps it up.
-The audit (EVALUATION.md section 5) found the model rates its own choices ~15 of
+The audit (experiments/walker/README.md) found the model rates its own choices ~15 of
 15 while their true returns sink to 10: it does not see the fall coming. This
 script asks whether anything in *how the model is used* changes that, without a
 new model. The baseline, eight variants and the ground truth each play the same
