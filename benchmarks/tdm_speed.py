@@ -1,14 +1,20 @@
-"""Decode speed of the TDM: ONNX Runtime with the key/value cache against torch without one.
+"""Decode speed of the TDM: today's decoder against the sharded one, and against torch.
 
-    python benchmarks/tdm_speed.py --model models/cartpole_swingup_tdm.onnx --samples 128
+    python benchmarks/tdm_speed.py                     # shipped cartpole TDM, K = 64 N = 75 and K = 128 N = 50
+    python benchmarks/tdm_speed.py --torch-horizon 10  # also torch with and without the key/value cache
 
-For each engine it plans from one observation: K candidates, N steps, each step
-decoding n observation tokens and a reward token greedily. Printed: decoded
-tokens per second and latency per plan (median of --repeats). Torch without a
-cache re-runs the whole sequence for every token, which is why a cache exists;
-torch with the cache (the same decoder feeding the torch module) separates the
-cache's gain from ONNX Runtime's. Weights are random with the model's shapes:
-speed does not depend on their values. Needs the `train` extra (torch).
+Part 1 (the decoders, side by side in one run, on the shipped model's real weights): one plan from one
+observation, K candidates over N model steps, each step decoding n observation tokens and a reward token
+greedily for all candidates. "one block" is the decoder as it was before sharding: every network call
+carries all K candidates and ONNX Runtime uses its default intra-op threads. "sharded" splits the K
+candidates into blocks decoded side by side on their own threads, each call single-threaded
+(`tdm_control.dynamics.onnx_model.resolve_shards`). Printed per decoder: plan latency (median of
+--repeats), sequential network calls per plan, decoded tokens per second, the arithmetic rate achieved
+(GFLOP/s, counted from the tokens each call carries) next to this machine's float32 matmul rate, and the
+speed-up over "one block". Both decoders' tokens are compared: they must be identical.
+
+Part 2 (--torch-horizon N > 0): the same decoder driving the torch module, and torch re-running the whole
+sequence for every token, which is why the cache exists. Needs the `train` extra (torch).
 """
 
 from __future__ import annotations
@@ -20,16 +26,13 @@ import statistics
 import time
 
 import numpy as np
-import torch
 
-from tdm_control.dynamics.onnx_model import OnnxTDM
+from tdm_control.dynamics.onnx_model import load_onnx_dynamics
 from tdm_control.history import History
 from tdm_control.tasks import make_task
-from training.export import torch_runner
-from training.model import TDM, TDMConfig
 
 
-def torch_no_cache_rollout(model: TDM, prefix: np.ndarray, local_prefix: np.ndarray, actions_tokens: np.ndarray,
+def torch_no_cache_rollout(model, prefix: np.ndarray, local_prefix: np.ndarray, actions_tokens: np.ndarray,
                            n: int, step_tokens: int, reward_offset: int, separator: int, bins: int) -> np.ndarray:
     """Greedy rollout re-running the full token sequence (K, L) for every decoded token."""
     k, horizon, m = actions_tokens.shape
@@ -37,6 +40,8 @@ def torch_no_cache_rollout(model: TDM, prefix: np.ndarray, local_prefix: np.ndar
     local = list(local_prefix)
     decoded = 0
     reward = np.zeros(k, dtype=np.int64)  # (K,) the last decoded reward token
+    import torch
+
     with torch.no_grad():
         for step in range(horizon):
             if step > 0:
@@ -65,63 +70,140 @@ def time_it(fn, repeats: int) -> list[float]:
     return out
 
 
+class CountingSession:
+    """An ORT session that counts the candidate tokens its calls carry (sum of batch x new tokens)."""
+
+    def __init__(self, session) -> None:
+        self.session, self.tokens = session, 0
+
+    def run(self, outputs, feeds):
+        self.tokens += feeds["tokens"].size
+        return self.session.run(outputs, feeds)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def flops_per_token(config: dict) -> float:
+    """Multiply-adds x 2 of one token through the network: projections, attention over the window, the
+    MLP and the output head (the embedding look-up is free)."""
+    d, ff, window, vocab = config["d_model"], config["d_ff"], config["context_tokens"], config["vocab_size"]
+    per_layer = 3 * d * d + 2 * window * d + d * d + 2 * d * ff
+    return 2.0 * (config["n_layers"] * per_layer + d * vocab)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate (numpy, all cores), GFLOP/s."""
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    a @ a
+    best = min(time_it(lambda: a @ a, repeats))
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def compare_decoders(args, task, history, obs, rng) -> None:
+    one = load_onnx_dynamics(args.model, task, shards=1)  # ORT's default intra-op threads
+    sharded = load_onnx_dynamics(args.model, task, shards=args.shards)
+    peak = matmul_gflops()
+    per_token = flops_per_token(one.metadata["model_config"])
+    tokens_per_step = one.tokenizer.observation_size + 1
+    print(f"float32 matmul on this machine (numpy, 2048^2): {peak:.0f} GFLOP/s; "
+          f"sharded decoder: {sharded.shards} blocks")
+    print()
+    print("| decoder | K | N | plan latency (s) | calls per plan | decoded tokens/s | GFLOP/s (of matmul) | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for samples, horizon in args.settings:
+        actions = rng.uniform(-1, 1, (samples, horizon, task.action_size))
+        reference = None
+        baseline = None
+        for name, model in (("one block", one), ("sharded", sharded)):
+            counter = CountingSession(model.session)
+            model.session = counter
+            model.rollout(history, obs, actions[:, :2])  # warm-up
+            passes, counter.tokens = model.passes, 0
+            tokens = model.rollout(history, obs, actions)
+            calls, carried = model.passes - passes, counter.tokens
+            if reference is None:
+                reference = tokens
+            elif not all(np.array_equal(a, b) for a, b in zip(reference, tokens)):
+                raise SystemExit(f"{name}: predictions differ from the one-block decoder's")
+            latency = statistics.median(time_it(lambda m=model, a=actions: m.rollout(history, obs, a),
+                                                args.repeats))
+            model.session = counter.session
+            baseline = baseline or latency
+            decoded = samples * horizon * tokens_per_step
+            gflops = carried * per_token / latency / 1e9
+            print(f"| {name} | {samples} | {horizon} | {latency:.3f} | {calls} | {decoded / latency:,.0f} | "
+                  f"{gflops:.1f} ({100 * gflops / peak:.0f}%) | {baseline / latency:.2f}x |", flush=True)
+    one.close()
+    sharded.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/cartpole_swingup_tdm.onnx")
-    parser.add_argument("--samples", type=int, default=128, help="K")
-    parser.add_argument("--horizons", type=int, nargs="+", default=[10, 100], help="N values for ONNX Runtime")
-    parser.add_argument("--torch-horizon", type=int, default=10,
-                        help="N for the torch engines (no cache is slow); 0 skips them")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both engines (0: default)")
+    parser.add_argument("--settings", type=lambda t: tuple(int(v) for v in t.split("x")), nargs="+",
+                        default=[(64, 75), (128, 50)], help="KxN pairs for part 1 (default: 64x75 128x50)")
+    parser.add_argument("--shards", type=int, default=0, help="blocks of the sharded decoder (0: automatic)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--torch-horizon", type=int, default=0,
+                        help="N for part 2, torch with and without the cache (K = 128); 0 skips it")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    model = OnnxTDM(args.model, make_task(_task_of(args.model)), device="auto", threads=args.threads)
-    tok, meta = model.tokenizer, model.metadata
-    config = TDMConfig(**meta["model_config"])
-    torch.manual_seed(0)
-    net = TDM(config).eval().baked()  # value features folded into the table, as exported: no per-step work
+    task = make_task(_task_of(args.model))
+    probe = load_onnx_dynamics(args.model, task, shards=1)
+    tok, meta = probe.tokenizer, probe.metadata
+    config = meta["model_config"]
     rng = np.random.default_rng(0)
-    history = History(model.history_steps)
+    history = History(probe.history_steps)
     obs = rng.normal(0, 0.5, tok.observation_size)
-    for _ in range(model.history_steps):
+    for _ in range(probe.history_steps):
         history.append(rng.normal(0, 0.5, tok.observation_size), 0.5, rng.uniform(-1, 1, tok.action_size))
-    tokens_per_step = tok.observation_size + 1
-    print(f"model {args.model}: {meta['parameters']} parameters, d_model {config.d_model}, {config.n_layers} layers, "
-          f"window {config.context_tokens} tokens; providers {model.providers}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-          f"{torch.get_num_threads()}; K = {args.samples}; median of {args.repeats}")
+    print(f"model {args.model}: {meta['parameters']} parameters, d_model {config['d_model']}, "
+          f"{config['n_layers']} layers, window {config['context_tokens']} tokens; providers {probe.providers}")
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"onnxruntime {ort_version()}; median of {args.repeats}")
+    probe.close()
+    compare_decoders(args, task, history, obs, rng)
+    if args.torch_horizon > 0:
+        compare_torch(args, probe, history, obs, rng)
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def compare_torch(args, model, history, obs, rng) -> None:
+    import torch
+
+    from tdm_control.dynamics.tdm_decoder import TDMDecoder
+    from training.export import torch_runner
+    from training.model import TDM, TDMConfig
+
+    tok, config = model.tokenizer, TDMConfig(**model.metadata["model_config"])
+    torch.manual_seed(0)
+    net = TDM(config).eval().baked()  # value features folded into the table, as exported
+    samples, horizon = 128, args.torch_horizon
+    tokens = samples * horizon * (tok.observation_size + 1)
     print()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random weights of the same shapes; K = 128")
     print("| engine | N | decoded tokens | tokens/s | plan latency (s) |")
     print("|---|---|---|---|---|")
-
-    def report(name: str, horizon: int, seconds: list[float]) -> None:
-        tokens = args.samples * horizon * tokens_per_step
-        latency = statistics.median(seconds)
-        print(f"| {name} | {horizon} | {tokens} | {tokens / latency:,.0f} | {latency:.3f} |", flush=True)
-
-    for horizon in args.horizons:
-        actions = rng.uniform(-1, 1, (args.samples, horizon, tok.action_size))
-        model.rollout(history, obs, actions[:, :2])  # warm-up
-        times = time_it(lambda a=actions: model.rollout(history, obs, a), args.repeats)
-        report("ONNX Runtime, KV cache", horizon, times)
-
-    horizon = args.torch_horizon
-    if horizon < 1:  # --torch-horizon 0: ONNX Runtime only
-        return
-    actions = rng.uniform(-1, 1, (args.samples, horizon, tok.action_size))
-    from tdm_control.dynamics.tdm_decoder import TDMDecoder
-
+    actions = rng.uniform(-1, 1, (samples, horizon, tok.action_size))
     cached = TDMDecoder(torch_runner(net), tok, config.context_tokens, config.n_layers, config.n_heads,
                         config.head_dim)
-    report("torch, KV cache", horizon, time_it(lambda: cached.rollout(history, obs, actions), args.repeats))
     prefix, local = model.decoder.prefix(history, obs)
     action_tokens = tok.encode(actions)
-    report("torch, no cache", horizon, time_it(lambda: torch_no_cache_rollout(
-        net, prefix, local, action_tokens, tok.observation_size, tok.step_tokens, tok.reward_offset,
-        tok.separator, tok.bins), args.repeats))
+    engines = {
+        "torch, KV cache": lambda: cached.rollout(history, obs, actions),
+        "torch, no cache": lambda: torch_no_cache_rollout(net, prefix, local, action_tokens, tok.observation_size,
+                                                          tok.step_tokens, tok.reward_offset, tok.separator,
+                                                          tok.bins),
+    }
+    for name, run in engines.items():
+        latency = statistics.median(time_it(run, args.repeats))
+        print(f"| {name} | {horizon} | {tokens} | {tokens / latency:,.0f} | {latency:.3f} |", flush=True)
 
 
 def _task_of(path: str) -> str:

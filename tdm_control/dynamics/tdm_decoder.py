@@ -210,7 +210,9 @@ class TDMDecoder:
         values = logits[:, : self.tokenizer.bins].astype(np.float64)
         p = np.exp(values - values.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
-        return p @ self._bin_values
+        # Row by row (not a BLAS matrix-vector product, whose rounding depends on the batch size), so a
+        # candidate's proposal does not depend on how many candidates share the call.
+        return (p * self._bin_values).sum(axis=1)
 
     def propose(self, history: History, obs: np.ndarray) -> np.ndarray:
         """Behaviour-cloning action (m,): the mean the model, read as a policy, gives at (history, o_t, r_t)."""
