@@ -112,6 +112,8 @@ class BridgeCore:
         self.simulator: Simulator | None = None
         self.returns: list[float] = []
         """Returns of the finished (or interrupted) episodes, in order."""
+        self.rewards: list[list[float]] = []
+        """The reward of every control step of each episode begun, in order (episodes, steps)."""
         self._command = self.layout.zeros()  # realtime: newest command, actuator order
         self._command_time = -np.inf  # realtime: when it arrived (s, monotonic)
 
@@ -121,6 +123,7 @@ class BridgeCore:
         self.episode += 1
         self.simulator = Simulator(self.task, seed=self.config.seed + self.episode)
         self.simulator.reset()
+        self.rewards.append([])
         return self.episode
 
     def end_episode(self) -> float:
@@ -153,7 +156,9 @@ class BridgeCore:
 
     def step(self, torque: np.ndarray) -> float:
         """Applies torques (m,) in actuator order (N·m) for one control step; returns the task reward."""
-        return self.simulator.step(torque)
+        reward = self.simulator.step(torque)
+        self.rewards[-1].append(round(float(reward), 4))  # 1e-4: keeps result files small
+        return reward
 
     def torque(self, command) -> tuple[np.ndarray, str | None]:
         """The torques (m,) a received command asks for, or zero torque and what was wrong with it."""

@@ -180,6 +180,7 @@ class BridgeNode:
             "task": self.config.task, "mode": self.config.mode, "seed": self.config.seed,
             "steps_per_episode": self.core.steps_per_episode,
             "returns": self.core.returns,
+            "episode_rewards": self.core.rewards,  # (episodes, steps): the reward of every control step
             "answer_wait_median_s": float(np.median(waits)) if waits.size else None,
             "answer_wait_p99_s": float(np.percentile(waits, 99)) if waits.size else None,
             "answered_states": int(waits.size),

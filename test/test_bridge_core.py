@@ -26,6 +26,8 @@ def test_episodes_start_like_evaluation_and_steps_apply_the_torque(tasks):
             assert core.step(torque) == reference.step(torque)
         assert core.episode_done and not core.all_done
         assert core.end_episode() == reference.episode_return
+        assert len(core.rewards[episode]) == 5  # the reward of every step, for plots of an episode
+        assert sum(core.rewards[episode]) == pytest.approx(reference.episode_return, abs=5 * 1e-4)
     assert len(core.returns) == 2
 
 
