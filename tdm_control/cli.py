@@ -8,6 +8,7 @@ r"""`tdm-control`: evaluate planners and models on the simulator, list what is a
         --model mujoco --action-repeat 2 --horizon 50 --starts 30 --plot results/prediction_error.png
     tdm-control grid config/eval/cartpole_swingup.yaml          # --report: only rewrite the report
     tdm-control launch config/cartpole.yaml --steps 200
+    tdm-control plot-rewards realtime=results/realtime.json lockstep=results/lockstep.json --out results/r.png
     tdm-control list
 """
 
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("spec", help="grid YAML, e.g. config/eval/cartpole_swingup.yaml")
     grid.add_argument("--report", action="store_true", help="only write the report from the runs on disk")
     grid.add_argument("--no-progress", action="store_true")
+    pr = sub.add_parser("plot-rewards", help="plot the reward of every step of episodes from result JSONs")
+    pr.add_argument("results", nargs="+", metavar="LABEL=RESULT",
+                    help="a result JSON of `launch --result` or `eval --out`, optionally labelled")
+    pr.add_argument("--episode", type=int, default=0, help="which episode of each result (default 0)")
+    pr.add_argument("--title", default="reward of every control step")
+    pr.add_argument("--out", required=True, help="the PNG to write")
     launch = sub.add_parser("launch", help="run the ROS 2 nodes (bridge and planner) as processes, "
                                            "without ROS 2 launch")
     launcher.add_arguments(launch)
@@ -215,6 +222,23 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_rewards(args: argparse.Namespace) -> int:
+    from tdm_control.evaluation.plots import episode_rewards, plot_rewards
+
+    curves = []
+    for item in args.results:
+        label, path = item.split("=", 1) if "=" in item else (item, item)
+        rewards = episode_rewards(path)
+        if not 0 <= args.episode < len(rewards):
+            raise ConfigError(f"{path} holds {len(rewards)} episode(s); there is no episode {args.episode}")
+        curves.append((label, rewards[args.episode]))
+        print(f"{label}: episode {args.episode}, {len(rewards[args.episode])} steps, "
+              f"return {sum(rewards[args.episode]):.1f}")
+    plot_rewards(curves, args.out, args.title)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _list() -> int:
     print("tasks:    " + ", ".join(sorted(TASKS)))
     print("planners: " + ", ".join(sorted(PLANNERS)))
@@ -235,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _grid(args)
         if args.command == "launch":
             return launcher.main(args)
+        if args.command == "plot-rewards":
+            return _plot_rewards(args)
         return _list()
     except (ConfigError, FileNotFoundError) as e:
         print(f"tdm-control: error: {e}", file=sys.stderr)

@@ -49,6 +49,19 @@ def test_short_evaluation_writes_a_result(tmp_path, capsys):
                                         "warm_fraction": 0.5, "warm_variance": 0.1}
     assert result["latency_median_s"] > 0
 
+    # The per-step rewards plot, episode 1 against episode 0 of the same file.
+    png = tmp_path / "rewards.png"
+    assert cli.main(["plot-rewards", f"first={out}", "--out", str(png)]) == 0
+    assert cli.main(["plot-rewards", f"second={out}", "--episode", "1", "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert f"return {result['returns'][1]:.1f}" in printed
+    assert cli.main(["plot-rewards", str(out), "--episode", "2", "--out", str(png)]) == 2
+    assert "holds 2 episode(s); there is no episode 2" in capsys.readouterr().err
+    (tmp_path / "plain.json").write_text('{"returns": [1.0]}')
+    assert cli.main(["plot-rewards", str(tmp_path / "plain.json"), "--out", str(png)]) == 2
+    assert "records no per-step rewards" in capsys.readouterr().err
+
 
 def test_action_repeat_plans_every_few_steps_and_holds_in_between(tmp_path, capsys):
     out = tmp_path / "repeat.json"
