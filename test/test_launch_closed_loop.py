@@ -5,15 +5,21 @@ return of the in-process evaluation with the same seed and parameters, so the
 transport loses, duplicates and reorders nothing.
 """
 
+import argparse
 import json
+import math
 import os
 import re
 import signal
 
 import yaml
-from ros_helpers import CARTPOLE_CONFIG, NodeProcess, ros_domain  # noqa: F401 (fixture)
+from ros_helpers import CARTPOLE_CONFIG, NodeProcess, ros_domain, spin_until  # noqa: F401 (fixture)
 
 from tdm_control.evaluation.episodes import EvalConfig, evaluate
+from tdm_control.ros import launcher as launcher_module
+from tdm_control.ros import messages as m
+from tdm_control.ros.embedded import EmbeddedNode
+from tdm_control.ros.transport import QoS
 
 SMALL = {"samples": 16, "horizon": 8}
 STEPS = 200
@@ -74,6 +80,60 @@ def test_the_shipped_tdm_plans_over_topics_as_it_does_in_process(tmp_path, ros_d
                      launcher.output, re.M)
 
 
+def launch_arguments(*args: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    launcher_module.add_arguments(parser)
+    return parser.parse_args([CARTPOLE_CONFIG, *args])
+
+
+def test_realtime_mode_plans_beside_control_unless_execution_is_given():
+    def execution(*args):
+        return launcher_module.overrides_from(launch_arguments(*args)).get("planner_node", {}).get("execution")
+
+    assert execution("--mode", "realtime") == "async"  # a realtime robot does not wait for a plan
+    assert execution("--mode", "lockstep") == "lockstep"
+    assert execution() is None  # the params file decides (config/cartpole.yaml: lockstep)
+    assert execution("--mode", "realtime", "--set", "planner_node.execution=lockstep") == "lockstep"
+
+
+def test_realtime_closed_loop_with_async_planning_completes_an_episode(tmp_path, ros_domain):  # noqa: F811
+    """--mode realtime: the bridge steps on its timer and the planner plans beside its executor (async).
+
+    The ground truth with small K and N, 300 steps in real processes. Asserted: the episode
+    completes, every command is finite (the bridge counts any other as bad), plans are published
+    as trajectories. Not the return: it depends on how fast this machine plans.
+    """
+    steps = 300
+    probe = EmbeddedNode("probe", [])
+    commands, plans, ticks = [], [], []
+    many = QoS(reliable=True, depth=1000)
+    probe.create_subscription(m.Float64MultiArray, "/effort_controller/commands", commands.append, many)
+    probe.create_subscription(m.JointTrajectory, "/planner_node/planned_trajectory", plans.append, many)
+    probe.create_subscription(m.Float64MultiArray, "/planner_node/execution_info", ticks.append, many)
+    result_path = tmp_path / "result.json"
+    launcher = launch("--mode", "realtime", "--steps", str(steps), "--episodes", "1", "--result", str(result_path),
+                      "--model", "mujoco", "--set", "planner_node.planner_params.samples=16",
+                      "--set", "planner_node.planner_params.horizon=20")
+    try:
+        spin_until(probe, lambda: launcher.process.poll() is not None, timeout=120, what="the episode")
+        assert launcher.wait() == 0, launcher.output
+    finally:
+        launcher.kill()
+        probe.close()
+    result = json.loads(result_path.read_text())
+    assert result["mode"] == "realtime" and len(result["returns"]) == 1 and math.isfinite(result["returns"][0])
+    assert result["bad_commands"] == 0, launcher.output  # a NaN or inf command would be counted here
+    assert re.search(r"^\[planner_node\] \[INFO\].*execution async", launcher.output, re.M)
+    assert commands and all(len(c.data) == 1 and math.isfinite(c.data[0]) for c in commands)
+    assert plans, "no plan was published"
+    for plan in plans:
+        assert plan.joint_names == ["slider"] and len(plan.points) == 20
+        assert [p.time_from_start.to_ns() for p in plan.points] == [i * 10_000_000 for i in range(20)]
+        assert all(len(p.effort) == 1 and math.isfinite(p.effort[0]) for p in plan.points)
+    played = [t.data for t in ticks if t.data[2] == 0]  # status ok: a plan was played
+    assert played and all(0 <= time_s - stamp_s <= 1.0 for time_s, stamp_s, _ in played)  # max_plan_age
+
+
 def test_ctrl_c_stops_every_node_cleanly(ros_domain):  # noqa: F811
     launcher = launch("--episodes", "0", "--set", "sim_bridge.progress_period=20", *small_planner_args())
     launcher.wait_for_output(r"^\[sim_bridge\] .*step 20/1000")  # the loop is running
@@ -120,3 +180,12 @@ def test_loop_latency_benchmark_runs(ros_domain):  # noqa: F811
     assert set(rows) == {"responder", "planner_node"}
     for states, median, p99, maximum, throughput in rows.values():
         assert int(states) == 30 and 0 < float(median) <= float(p99) <= float(maximum) and float(throughput) > 0
+
+
+def test_async_loop_benchmark_runs(ros_domain):  # noqa: F811
+    bench = NodeProcess([os.path.join("benchmarks", "async_loop.py"), "--models", "mujoco", "--threads", "1",
+                         "--episodes", "1", "--steps", "30", "--samples", "8", "--horizon", "5"])
+    assert bench.wait() == 0, bench.output
+    (line,) = [line for line in bench.lines if line.startswith("mujoco")]
+    threads, on_time, *_ = line.split()[1:]
+    assert threads == "1" and 0 <= float(on_time.rstrip("%")) <= 100

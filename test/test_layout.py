@@ -106,6 +106,7 @@ def test_the_runtime_imports_no_torch_and_no_training_code():
 
 
 @pytest.mark.parametrize("core", ["tdm_control/nodes/planner_core.py", "tdm_control/nodes/joints.py",
+                                  "tdm_control/nodes/async_core.py", "tdm_control/nodes/trajectory.py",
                                   "sim_bridge/bridge_core.py", "tdm_control/controller.py"])
 def test_node_cores_import_no_ros(core):
     bad = {m for m in imports(ROOT / core)

@@ -143,3 +143,38 @@ def test_controller_holds_actions_between_plans(tasks):
     for t in range(0, 10, 2):
         np.testing.assert_array_equal(actions[t], actions[t + 1])
     assert len(controller.history) == 5  # one history step per held action
+
+
+class RecordingToy(ToyDynamics):
+    """The toy model, keeping every batch of candidates it was asked to roll out."""
+
+    def __init__(self) -> None:
+        self.batches = []
+
+    def rollout(self, history, obs, actions):
+        self.batches.append(actions.copy())
+        return super().rollout(history, obs, actions)
+
+
+@pytest.mark.parametrize("name", ["random_shooting", "warm_start", "cem", "mppi"])
+def test_continue_from_fixes_the_first_actions_and_warm_starts_from_the_guess(name):
+    """Planning beside control: every candidate starts with the actions already committed, the warm start is
+    the guess (the previous plan shifted by the time that passed), and the committed sequence keeps both."""
+    dynamics = RecordingToy()
+    planner = make_planner(name, dynamics, ObservationReward(reward), 1, np.random.default_rng(0), TOY_PARAMS[name])
+    fixed = np.array([[0.3], [-0.2], [0.1]])  # (F, m)
+    guess = np.linspace(-0.9, 0.9, 15)[:, None]  # (N, m)
+    planner.continue_from(guess, fixed)
+    action = planner.plan(np.zeros(2), History(0))
+    for batch in dynamics.batches:
+        np.testing.assert_array_equal(batch[:, :3], np.broadcast_to(fixed, (len(batch), 3, 1)))
+    if name != "random_shooting":  # the warm start is a candidate (cem/mppi: the first mean)
+        np.testing.assert_array_equal(dynamics.batches[0][0, 3:], guess[3:])
+    sequence = planner.sequence()
+    assert sequence.shape == (15, 1) and np.all(np.abs(sequence) <= 1.0)
+    np.testing.assert_array_equal(sequence[0], action)
+    np.testing.assert_allclose(sequence[:3], fixed, atol=1e-12)  # mppi's weighted mean: rounding only
+    planner.reset()
+    dynamics.batches.clear()
+    planner.plan(np.zeros(2), History(0))  # reset forgets them: free candidates again
+    assert not all(np.array_equal(b[:, :3], np.broadcast_to(fixed, (len(b), 3, 1))) for b in dynamics.batches)

@@ -166,3 +166,35 @@ def test_use_sim_time_follows_clock(ros_domain):  # noqa: F811
             n.close()
     with pytest.raises(ConfigError, match="use_sim_time"):
         EmbeddedNode("x", ["--ros-args", "-p", "use_sim_time:=maybe"])
+
+
+def test_a_ros_time_timer_follows_sim_time(ros_domain):  # noqa: F811
+    """Under use_sim_time a `ros_time` timer fires on /clock: once per period of simulated time, never before
+    the first /clock, once for a jump over several periods, and at once when the clock goes back (a reset)."""
+    clock_source = EmbeddedNode("bridge", [])
+    node = EmbeddedNode("planner", ["--ros-args", "-p", "use_sim_time:=true"])
+    try:
+        ticks: list[int] = []
+        node.create_timer(0.01, lambda: ticks.append(node.now_ns()), ros_time=True)
+        publisher = clock_source.create_publisher(m.Clock, "/clock", CLOCK)
+        spin_until(clock_source, lambda: publisher.subscription_count, what="the /clock subscription")
+        for _ in range(3):
+            node.spin_once(0.02)
+        assert ticks == []  # no /clock yet: no time to keep
+
+        def clock(ns: int) -> None:
+            def received() -> bool:  # /clock is best-effort: publish until the node has it
+                if node.now_ns() == ns:
+                    return True
+                publisher.publish(m.Clock(clock=m.Time.from_ns(ns)))
+                return False
+
+            spin_until(node, received, what=f"/clock {ns}")
+
+        ms = 1_000_000
+        for ns in (5 * ms, 10 * ms, 15 * ms, 20 * ms, 25 * ms, 55 * ms, 60 * ms, 65 * ms, 0, 5 * ms, 10 * ms):
+            clock(ns)
+        assert ticks == [5 * ms, 15 * ms, 25 * ms, 55 * ms, 65 * ms, 0, 10 * ms]
+    finally:
+        clock_source.close()
+        node.close()

@@ -35,6 +35,9 @@ DDS_NAMES = {
     m.Int32: "std_msgs::msg::dds_::Int32_",
     m.Empty: "std_msgs::msg::dds_::Empty_",
     m.Clock: "rosgraph_msgs::msg::dds_::Clock_",
+    m.Duration: "builtin_interfaces::msg::dds_::Duration_",
+    m.JointTrajectoryPoint: "trajectory_msgs::msg::dds_::JointTrajectoryPoint_",
+    m.JointTrajectory: "trajectory_msgs::msg::dds_::JointTrajectory_",
 }
 
 STAMP = m.Time(sec=1_700_000_123, nanosec=456_789_012)
@@ -56,6 +59,13 @@ def samples():
         m.Int32: m.Int32(data=-123456),
         m.Empty: m.Empty(),
         m.Clock: m.Clock(clock=m.Time(sec=12, nanosec=340_000_000)),
+        m.Duration: m.Duration(sec=-3, nanosec=999_999_999),
+        m.JointTrajectoryPoint: m.JointTrajectoryPoint(positions=[0.5], velocities=[], accelerations=[-1e-9, 2.0],
+                                                       effort=[-1.25, 7.0, 0.0], time_from_start=m.Duration(1, 20)),
+        m.JointTrajectory: m.JointTrajectory(
+            header=m.Header(stamp=STAMP, frame_id=""), joint_names=["slider", "hinge_1", "é"],
+            points=[m.JointTrajectoryPoint(effort=[0.125, -3.5, 1e300], time_from_start=m.Duration.from_ns(0)),
+                    m.JointTrajectoryPoint(effort=[-0.0, 2.0, -7.0], time_from_start=m.Duration.from_ns(20_000_000))]),
     }
 
 

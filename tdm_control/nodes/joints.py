@@ -97,8 +97,8 @@ class CommandLayout:
         return np.zeros(self.size)
 
     def command(self, torque: np.ndarray) -> np.ndarray:
-        """Torques (m,) in actuator order -> the command (m,) in `joints` order (N·m, or N for slide joints)."""
-        return np.asarray(torque, dtype=np.float64)[self._from_actuators]
+        """Torques (..., m) in actuator order -> the command (..., m) in `joints` order (N·m, or N for slide joints)."""
+        return np.asarray(torque, dtype=np.float64)[..., self._from_actuators]
 
     def torque(self, command: Sequence[float]) -> np.ndarray:
         """A received command in `joints` order -> torques (m,) in actuator order.

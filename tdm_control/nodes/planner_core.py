@@ -5,6 +5,10 @@ by the same `build_controller` with the same seeds (episode `i` plans with
 `episode_rng(seed, i)`), so a closed loop over topics reproduces
 `tdm_control.evaluation.episodes` exactly.
 
+This is lockstep execution (the default); with `execution: async` the node plans
+beside an executor instead (`tdm_control.nodes.async_core`), on this core's
+task, model, joint reader and command layout.
+
 It answers each joint state at most once: a state whose stamp is not newer than
 the last one answered in the running episode is a re-send (lockstep bridges
 re-send until answered) and gets no second command. Episodes come from the
@@ -33,6 +37,8 @@ from tdm_control.tasks import make_task
 
 PLANNING_INFO_LABEL = "stamp_s,planning_latency_s,predicted_return"
 """Layout of ~/planning_info: the answered state's stamp (s), planning time (s), the plan's predicted return."""
+EXECUTIONS = ("lockstep", "async")
+"""How commands are made: one plan per joint state, or plans beside an executor on a timer."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,15 @@ class PlannerNodeConfig:
     """Episode i plans with numpy generator default_rng([seed, i]), as the in-process evaluation."""
     action_repeat: int = 0
     """Control steps each planned action is held (answered without planning); 0: the model's own."""
+    execution: str = "lockstep"
+    """'lockstep': each joint state answered once with a fresh plan (deterministic: evaluation);
+    'async': a planning worker replans from the newest state while an executor commands on a timer
+    at the control rate from the latest plan (realtime; tdm_control/nodes/async_core.py)."""
+    max_plan_age: float = 1.0
+    """async: seconds (node clock) after its state a plan may still be played; with none younger, zero torque."""
+    threads: int = 0
+    """Threads one model call may use (ONNX Runtime intra-op, MuJoCo rollout); 0: 1 in async (a core is
+    left to the executor and the bridge; see async_core), the library's default (every core) in lockstep."""
     joints: tuple[str, ...] = ()
     """Actuated joints in the order of the command array (ros2_control `joints`); empty: actuator order."""
     joint_states_topic: str = "/joint_states"
@@ -63,7 +78,13 @@ class PlannerNodeConfig:
     episode_topic: str = "/sim_bridge/episode"
     """std_msgs/Int32 in (latched): the running episode; empty: a stamp going back starts an episode."""
     planning_info_topic: str = "~/planning_info"
-    """std_msgs/Float64MultiArray out, one per command: [state stamp (s), planning latency (s), predicted return]."""
+    """std_msgs/Float64MultiArray out, one per command (async: per new plan): [state stamp (s),
+    planning latency (s), predicted return]."""
+    trajectory_topic: str = "~/planned_trajectory"
+    """async: trajectory_msgs/JointTrajectory out when a new plan starts being played: efforts per model step."""
+    execution_info_topic: str = "~/execution_info"
+    """async: std_msgs/Float64MultiArray out, one per tick: [time (s), stamp of the plan played (s; NaN
+    for none), status (0 ok, 1 expired, 2 no plan, 3 error)]."""
     state_timeout: float = 2.0
     """Wall-clock seconds without a joint state after which the node warns (once per silence)."""
     use_sim_time: bool = False
@@ -73,6 +94,15 @@ class PlannerNodeConfig:
         check(self.objective in OBJECTIVES, "objective",
               f"must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         check(self.state_timeout > 0, "state_timeout", f"must be > 0 s, got {self.state_timeout}")
+        check(self.execution in EXECUTIONS, "execution",
+              f"must be one of {', '.join(EXECUTIONS)}, got {self.execution!r}")
+        check(self.max_plan_age > 0, "max_plan_age", f"must be > 0 s, got {self.max_plan_age}")
+        check(self.threads >= 0, "threads", f"must be >= 0 (0: the default), got {self.threads}")
+
+    @property
+    def model_threads(self) -> int:
+        """Threads per model call: `threads`, or its default for the execution (0: the library's)."""
+        return self.threads or (1 if self.execution == "async" else 0)
 
 
 @dataclasses.dataclass
@@ -137,8 +167,11 @@ class PlannerCore:
             planner_config(c.planner, c.planner_params)
         except ConfigError as e:
             raise ConfigError(f"planner/planner_params: {e}") from None
+        threads = {}
+        if c.model_threads:
+            threads = {"nthread" if c.model == "mujoco" else "threads": c.model_threads}
         try:
-            self.dynamics = make_dynamics(c.model, self.task, action_repeat=c.action_repeat)
+            self.dynamics = make_dynamics(c.model, self.task, action_repeat=c.action_repeat, **threads)
         except Exception as e:  # noqa: BLE001
             detail = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
             raise ConfigError(f"model: {c.model!r} cannot be used for task {c.task}: {detail}") from None
@@ -195,9 +228,10 @@ class PlannerCore:
     def describe(self) -> str:
         """One line for the start-up log."""
         c = self.config
+        threads = c.model_threads or "default"
         return (f"task {c.task}, model {c.model}, planner {c.planner} {dict(c.planner_params)}, "
-                f"objective {c.objective}, seed {c.seed}, commands for joints "
-                f"{list(self.layout.joints) if self.layout else list(c.joints)}")
+                f"objective {c.objective}, seed {c.seed}, execution {c.execution}, model threads {threads}, "
+                f"commands for joints {list(self.layout.joints) if self.layout else list(c.joints)}")
 
     def close(self) -> None:
         if self.dynamics is not None:

@@ -28,9 +28,9 @@ class IterativeConfig:
     samples: int = 64
     """K, action sequences per iteration."""
     horizon: int = 50
-    """N, control steps each sequence looks ahead."""
+    """N, model steps each sequence looks ahead (each holds its action for the model's action_repeat control steps)."""
     iterations: int = 4
-    """Refinements per control step; the model-call budget is samples x iterations."""
+    """Refinements per plan; the model-call budget is samples x iterations."""
     init_std: float = 0.6
     """Std of the sampling distribution at an episode's start and for new tail steps."""
     min_std: float = 0.05
@@ -96,9 +96,8 @@ class IterativePlanner(Planner, abc.ABC):
     def _initial(self) -> tuple[np.ndarray, np.ndarray]:
         c, m = self.config, self.action_size
         std = np.full((c.horizon, m), c.init_std)
-        if self._mean is None:
-            return np.zeros((c.horizon, m)), std
-        return np.concatenate([self._mean[1:], self._mean[-1:]], axis=0), std  # shifted warm start
+        warm = self._warm_start(self._mean)  # the last mean shifted (N, m), or None
+        return self._fix(np.zeros((c.horizon, m)) if warm is None else warm), std
 
     def _sample(self, mean: np.ndarray, std: np.ndarray, count: int) -> np.ndarray:
         c = self.config
@@ -138,6 +137,10 @@ class IterativePlanner(Planner, abc.ABC):
         self._mean = mean
         self.last = PlanInfo(best_return, best_plan, calls, seen)
         return np.clip(mean[0], -1.0, 1.0)
+
+    def sequence(self) -> np.ndarray | None:
+        """The refined mean (N, m), clipped: its first row is the action `plan` returned."""
+        return None if self._mean is None else np.clip(self._mean, -1.0, 1.0)
 
     def _proposals(self, obs: np.ndarray, history: History, count: int):
         """Proposal-biased sequences and their returns, from a model that proposes actions."""

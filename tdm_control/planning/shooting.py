@@ -19,7 +19,7 @@ class RandomShootingConfig:
     samples: int = 128
     """K, candidate action sequences per step (the paper: 128 for cartpole, 64 for walker)."""
     horizon: int = 50
-    """N, control steps each candidate looks ahead."""
+    """N, model steps each candidate looks ahead (each holds its action for the model's action_repeat control steps)."""
     noise_variance: float = 2.0
     """Variance of the Brownian walk over the horizon (the paper's 2)."""
 
@@ -72,9 +72,9 @@ class WarmStartShooting(RandomShooting):
     """Random shooting that remembers its best plan.
 
     Each step, the previous best plan shifted by one step (its last action
-    repeated) is itself a candidate, a `warm_fraction` share of the samples are
-    it plus a small Brownian perturbation, and the rest are fresh walks that
-    cover the action box.
+    repeated; in async execution, by the time that passed) is itself a
+    candidate, a `warm_fraction` share of the samples are it plus a small
+    Brownian perturbation, and the rest are fresh walks that cover the action box.
     """
 
     Config = WarmStartConfig
@@ -91,9 +91,9 @@ class WarmStartShooting(RandomShooting):
     def sample(self) -> np.ndarray:
         c = self.config
         candidates = super().sample()  # (K, N, m) fresh walks
-        if self._previous is None:
+        shifted = self._warm_start(self._previous)  # (N, m)
+        if shifted is None:
             return candidates
-        shifted = np.concatenate([self._previous[1:], self._previous[-1:]], axis=0)  # (N, m)
         warm = int(round(c.warm_fraction * c.samples))
         if warm >= 2:
             perturbation = brownian_noise(self.rng, warm - 1, c.horizon, self.action_size,

@@ -94,7 +94,7 @@ def idl_type(message_type: type) -> type:
     """
     if message_type in _idl_types:
         return _idl_types[message_type]
-    hints = typing.get_type_hints(message_type, include_extras=True)
+    hints = messages.field_types(message_type)
     annotations = {f.name: _idl_field(hints[f.name]) for f in dataclasses.fields(message_type)}
     if not annotations:
         annotations = {"structure_needs_at_least_one_member": idl.uint8}
@@ -121,7 +121,7 @@ def _to_idl_value(value: Any, annotation: Any) -> Any:
 def to_idl(message: Any) -> Any:
     """A message dataclass as its IDL struct (sequences become lists of Python scalars)."""
     cls = type(message)
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = messages.field_types(cls)
     fields = {f.name: _to_idl_value(getattr(message, f.name), hints[f.name]) for f in dataclasses.fields(cls)}
     if not fields:
         fields = {"structure_needs_at_least_one_member": 0}
@@ -208,6 +208,26 @@ class _Timer:
     callback: Callable[[], None]
 
 
+@dataclasses.dataclass
+class _RosTimer:
+    """A timer on the node's clock (ns): /clock under use_sim_time, system time otherwise."""
+
+    period_ns: int
+    due_ns: int | None
+    """None until the clock is known (under use_sim_time: until the first /clock); then it fires at once."""
+    callback: Callable[[], None]
+
+    def due(self, now_ns: int) -> bool:
+        """Whether it fires at `now_ns`; if so, moves on to the next period."""
+        if self.due_ns is None or now_ns < self.due_ns - self.period_ns:
+            self.due_ns = now_ns  # the first time known, or the clock went back: start over
+        if now_ns < self.due_ns:
+            return False
+        behind = now_ns - self.due_ns
+        self.due_ns = self.due_ns + self.period_ns if behind < self.period_ns else now_ns + self.period_ns
+        return True
+
+
 class EmbeddedNode(Node):
     """A ROS 2 node on one Cyclone DDS participant (one per node, like rmw_cyclonedds per context)."""
 
@@ -231,7 +251,9 @@ class EmbeddedNode(Node):
         self._topics: dict[str, Any] = {}
         self._subscriptions: list[_Subscription] = []
         self._timers: list[_Timer] = []
+        self._ros_timers: list[_RosTimer] = []
         self._sim_time_ns = 0
+        self._clock_received = False
         if self.use_sim_time:
             self.create_subscription(messages.Clock, "/clock", self._on_clock, CLOCK)
 
@@ -260,16 +282,21 @@ class EmbeddedNode(Node):
         self._subscriptions.append(subscription)
         return subscription
 
-    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
+    def create_timer(self, period_s: float, callback: Callable[[], None], ros_time: bool = False) -> None:
         if period_s <= 0:
             raise ValueError(f"timer period must be > 0 s, got {period_s}")
-        self._timers.append(_Timer(period_s, time.monotonic() + period_s, self.guard(callback)))
+        if ros_time:
+            due = None if self.use_sim_time else self.now_ns() + round(period_s * 1e9)
+            self._ros_timers.append(_RosTimer(round(period_s * 1e9), due, self.guard(callback)))
+        else:
+            self._timers.append(_Timer(period_s, time.monotonic() + period_s, self.guard(callback)))
 
     def now_ns(self) -> int:
         return self._sim_time_ns if self.use_sim_time else time.time_ns()
 
     def _on_clock(self, message: messages.Clock) -> None:
         self._sim_time_ns = message.clock.to_ns()
+        self._clock_received = True
 
     def _take_all(self) -> list[tuple[int, int, _Subscription, Any]]:
         batch = []
@@ -294,6 +321,8 @@ class EmbeddedNode(Node):
         wait = min(timeout_s, MAX_WAIT_S)
         if self._timers:
             wait = min(wait, min(t.due for t in self._timers) - now)
+        if self._ros_timers and not self.use_sim_time:  # under sim time, only a /clock message moves them
+            wait = min(wait, (min(t.due_ns for t in self._ros_timers) - self.now_ns()) * 1e-9)
         if wait > 0:
             self._waitset.wait(int(wait * 1e9))
         for _, _, sub, sample in self._take_all():
@@ -305,10 +334,16 @@ class EmbeddedNode(Node):
                 # the node fell more than a period behind (then it restarts from now).
                 timer.due = timer.due + timer.period_s if now - timer.due < timer.period_s else now + timer.period_s
                 timer.callback()
+        if self._ros_timers and (self._clock_received or not self.use_sim_time):
+            now_ns = self.now_ns()
+            for ros_timer in self._ros_timers:
+                if ros_timer.due(now_ns):
+                    ros_timer.callback()
 
     def close(self) -> None:
         self._subscriptions.clear()
         self._timers.clear()
+        self._ros_timers.clear()
         participant, self._participant = self._participant, None
         if participant is not None:
             # cyclonedds keeps every entity in a registry, so dropping the reference deletes

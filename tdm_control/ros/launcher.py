@@ -3,12 +3,13 @@
     tdm-control launch config/cartpole.yaml
     tdm-control launch config/cartpole.yaml --steps 200 --set planner_node.planner_params.samples=16
 
-Starts the same nodes as `launch/closed_loop.launch.py` (the simulation bridge and
-the planner), each in its own process with the same parameters, over the
-transport chosen as the nodes choose it (the embedded Cyclone DDS one where
-rclpy is absent). Their logs are streamed with a `[node]` prefix. When one node
-exits (the bridge does after its episodes) the others are stopped; Ctrl-C stops
-all: SIGINT, then SIGTERM and SIGKILL after `--stop-timeout` seconds each.
+Starts the same nodes as the launch files `launch/cartpole.launch.py` and
+`launch/walker.launch.py` (the simulation bridge and the planner), each in its
+own process with the same parameters, over the transport chosen as the nodes
+choose it (the embedded Cyclone DDS one where rclpy is absent). Their logs are
+streamed with a `[node]` prefix. When one node exits (the bridge does after its
+episodes) the others are stopped; Ctrl-C stops all: SIGINT, then SIGTERM and
+SIGKILL after `--stop-timeout` seconds each.
 
 Exit status: 0 when the first node to exit succeeded and the rest stopped
 cleanly, that node's status (or 1) when it failed, 130 after Ctrl-C, 2 for bad
@@ -51,20 +52,24 @@ NODES = (
     NodeSpec("sim_bridge", "sim_bridge.bridge_node", "sim_bridge"),
     NodeSpec("planner_node", "tdm_control.nodes.planner_node", "planner_node"),
 )
-"""The closed loop; launch/closed_loop.launch.py starts the same nodes (a test checks they agree)."""
+"""The closed loop; the launch files in launch/ start the same nodes (a test checks they agree)."""
 STOP_TIMEOUT_S = 5.0
 """Default seconds a node gets to exit after SIGINT, and again after SIGTERM, before the next signal."""
 POLL_S = 0.1
 """Seconds between checks of the nodes' status."""
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+EXECUTION_FOR_MODE = {"lockstep": "lockstep", "realtime": "async"}
+"""--mode sets the bridge's mode and the planner's execution: a realtime robot does not wait for a plan."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("params_file", help="ros__parameters YAML for both nodes, e.g. config/cartpole.yaml")
     parser.add_argument("--episodes", type=int, help="episodes the bridge runs (sim_bridge.episodes)")
     parser.add_argument("--steps", type=int, help="steps per episode (sim_bridge.steps)")
-    parser.add_argument("--mode", choices=["lockstep", "realtime"], help="sim_bridge.mode")
+    parser.add_argument("--mode", choices=list(EXECUTION_FOR_MODE),
+                        help="sim_bridge.mode; also planner_node.execution (realtime: async, lockstep: lockstep) "
+                             "unless --set gives it")
     parser.add_argument("--seed", type=int, help="seed of both nodes")
     parser.add_argument("--model", help="planner_node.model: 'mujoco' or the path of an .onnx model")
     parser.add_argument("--result", help="the bridge writes its JSON summary here (sim_bridge.result_path)")
@@ -81,6 +86,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {name: {} for name in names}
     shortcuts = {("sim_bridge", "episodes"): args.episodes, ("sim_bridge", "steps"): args.steps,
                  ("sim_bridge", "mode"): args.mode, ("planner_node", "model"): args.model,
+                 ("planner_node", "execution"): args.mode and EXECUTION_FOR_MODE[args.mode],
                  ("sim_bridge", "result_path"): args.result,
                  ("sim_bridge", "seed"): args.seed, ("planner_node", "seed"): args.seed}
     for (node, key), value in shortcuts.items():

@@ -19,7 +19,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from tdm_control.ros.messages import from_fields
+from tdm_control.ros.messages import field_types, from_fields
 from tdm_control.ros.transport import Logger, Node, Publisher, QoS, Subscription
 
 BUILTIN_PARAMETERS = ("start_type_description_service",)
@@ -36,7 +36,7 @@ def ros_class(message_type: type) -> type:
 def to_ros(message: Any) -> Any:
     """A message dataclass as the rosidl message of the same type."""
     cls = type(message)
-    hints = typing.get_type_hints(cls, include_extras=True)
+    hints = field_types(cls)
     out = ros_class(cls)()
     for f in dataclasses.fields(cls):
         value, annotation = getattr(message, f.name), hints[f.name]
@@ -142,8 +142,10 @@ class RclpyNode(Node):
     def resolve(self, topic: str) -> str:
         return self._node.resolve_topic_name(topic)
 
-    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
-        self._node.create_timer(period_s, self.guard(callback), clock=self._steady)
+    def create_timer(self, period_s: float, callback: Callable[[], None], ros_time: bool = False) -> None:
+        # The node's own clock is the ROS clock: rcl drives its timers from /clock under use_sim_time.
+        clock = self._node.get_clock() if ros_time else self._steady
+        self._node.create_timer(period_s, self.guard(callback), clock=clock)
 
     def now_ns(self) -> int:
         return self._node.get_clock().now().nanoseconds

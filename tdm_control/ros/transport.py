@@ -144,8 +144,14 @@ class Node(abc.ABC):
         """The fully qualified name of `topic` for this node ('~/reset' -> '/sim_bridge/reset')."""
 
     @abc.abstractmethod
-    def create_timer(self, period_s: float, callback: Callable[[], None]) -> None:
-        """Calls `callback()` every `period_s` seconds of steady (wall) time."""
+    def create_timer(self, period_s: float, callback: Callable[[], None], ros_time: bool = False) -> None:
+        """Calls `callback()` every `period_s` seconds of steady (wall) time, or of ROS time.
+
+        With `ros_time`, the period is measured on the node's clock (`now_ns`), as rcl's
+        timers on the ROS clock are: under use_sim_time it follows /clock, so the timer
+        keeps the simulation's pace; periods the clock jumped over are skipped, not made
+        up; a clock that goes back (a simulation reset) starts the timer over.
+        """
 
     @abc.abstractmethod
     def now_ns(self) -> int:
