@@ -319,7 +319,7 @@ def test_bad_joint_states_are_refused_and_not_planned_from(setup):
     assert executor.run_once() is None
 
 
-def test_execution_parameters_are_checked_and_async_uses_one_model_thread():
+def test_execution_parameters_are_checked():
     from tdm_control.config import ConfigError
 
     for params, message in [({"execution": "fast"}, "execution: must be one of lockstep, async"),
@@ -327,8 +327,5 @@ def test_execution_parameters_are_checked_and_async_uses_one_model_thread():
                             ({"threads": -1}, "threads: must be >= 0")]:
         with pytest.raises(ConfigError, match=message):
             PlannerNodeConfig(**params)
-    assert PlannerNodeConfig().model_threads == 0  # lockstep: the libraries' default
-    assert PlannerNodeConfig(execution="async").model_threads == 1
-    assert PlannerNodeConfig(execution="async", threads=2).model_threads == 2
     with pytest.raises(ValueError, match="needs a planner that loaded"):
         AsyncCore(PlannerCore(PlannerNodeConfig(task="cartpole_swingdown", execution="async")), FakeClock())

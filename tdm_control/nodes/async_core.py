@@ -38,17 +38,16 @@ change the action within a model step; the history keeps the step's first.
 
 Threads. ONNX Runtime and MuJoCo release the GIL while they compute, so the
 executor's tick (on the node's spin thread) runs while a plan is computed; the
-CPU is what is short. The model gets one thread per call in async execution by
-default (`PlannerNodeConfig.threads` 0 -> 1), leaving the second of 2 cores to
-the executor and the bridge. Measured with benchmarks/async_loop.py on the
-2-core development machine (cartpole, one quiet 1000-step episode per setting):
-ticks on time 99.9% with 1 thread, 99.8% with 2, for both models; but the p99
-delay from state to command is 1.3 ms against 6.7 ms with the ground truth and
-3.5 ms against 9.0 ms with the shipped TDM: with 2 threads the executor comes
-within a millisecond of missing its 10 ms step and has nothing to spare for
-load. 2 threads plan faster (ground truth 26 ms against 39 ms, the TDM 0.61 s
-against 0.88 s): set `threads: 2` where plan latency matters more than that
-margin.
+CPU is what is short. Measured with benchmarks/async_loop.py on the 2-core
+development machine (cartpole, one quiet 1000-step episode per setting): ticks
+on time 99.9% with 1 model thread, 99.8% with 2, for both models; the p99 delay
+from state to command is 1.3 ms against 6.7 ms with the ground truth and 3.5 ms
+against 9.0 ms with the shipped TDM. But the plan's latency decides the return:
+`tdm-control launch config/cartpole.yaml --mode realtime --model mujoco --set
+planner_node.action_repeat=2` returned 747.2 over 4 episodes with 1 thread and
+843.4 with 2 (EVALUATION.md). So the plan gets every core by default
+(`PlannerNodeConfig.threads` 0); `threads: 1` leaves a core to the executor
+where its margin matters more.
 
 Errors never stop the executor: a plan that fails (an exception, non-finite
 actions) is logged, throttled, and the current plan is played until it expires;

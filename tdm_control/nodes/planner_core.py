@@ -67,8 +67,9 @@ class PlannerNodeConfig:
     max_plan_age: float = 1.0
     """async: seconds (node clock) after its state a plan may still be played; with none younger, zero torque."""
     threads: int = 0
-    """Threads one model call may use (ONNX Runtime intra-op, MuJoCo rollout); 0: 1 in async (a core is
-    left to the executor and the bridge; see async_core), the library's default (every core) in lockstep."""
+    """Threads a plan may use (MuJoCo rollout threads; a TDM's candidate blocks, one single-threaded ONNX
+    Runtime call each); 0: every core, in both executions (see async_core for the measured trade-off);
+    1 leaves a core to the executor and the bridge."""
     joints: tuple[str, ...] = ()
     """Actuated joints in the order of the command array (ros2_control `joints`); empty: actuator order."""
     joint_states_topic: str = "/joint_states"
@@ -98,11 +99,6 @@ class PlannerNodeConfig:
               f"must be one of {', '.join(EXECUTIONS)}, got {self.execution!r}")
         check(self.max_plan_age > 0, "max_plan_age", f"must be > 0 s, got {self.max_plan_age}")
         check(self.threads >= 0, "threads", f"must be >= 0 (0: the default), got {self.threads}")
-
-    @property
-    def model_threads(self) -> int:
-        """Threads per model call: `threads`, or its default for the execution (0: the library's)."""
-        return self.threads or (1 if self.execution == "async" else 0)
 
 
 @dataclasses.dataclass
@@ -168,8 +164,8 @@ class PlannerCore:
         except ConfigError as e:
             raise ConfigError(f"planner/planner_params: {e}") from None
         threads = {}
-        if c.model_threads:
-            threads = {"nthread" if c.model == "mujoco" else "threads": c.model_threads}
+        if c.threads:
+            threads = {"nthread" if c.model == "mujoco" else "threads": c.threads}
         try:
             self.dynamics = make_dynamics(c.model, self.task, action_repeat=c.action_repeat, **threads)
         except Exception as e:  # noqa: BLE001
@@ -228,7 +224,7 @@ class PlannerCore:
     def describe(self) -> str:
         """One line for the start-up log."""
         c = self.config
-        threads = c.model_threads or "default"
+        threads = c.threads or "default"
         return (f"task {c.task}, model {c.model}, planner {c.planner} {dict(c.planner_params)}, "
                 f"objective {c.objective}, seed {c.seed}, execution {c.execution}, model threads {threads}, "
                 f"commands for joints {list(self.layout.joints) if self.layout else list(c.joints)}")
