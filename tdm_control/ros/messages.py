@@ -25,41 +25,35 @@ NANOSECONDS_PER_SECOND = 1_000_000_000
 
 
 @dataclasses.dataclass
-class Time:
-    """builtin_interfaces/Time: a point in time, seconds plus nanoseconds."""
+class _SecondsNanoseconds:
+    """Seconds plus nanoseconds, the layout builtin_interfaces/Time and Duration share."""
 
-    ros_type: ClassVar[str] = "builtin_interfaces/msg/Time"
     sec: int32 = 0
     nanosec: uint32 = 0
 
     @classmethod
-    def from_ns(cls, nanoseconds: int) -> Time:
-        """The time `nanoseconds` (an int, >= 0) after the clock's zero."""
+    def from_ns(cls, nanoseconds: int):
+        """The value of `nanoseconds` (an int, >= 0)."""
         sec, nanosec = divmod(int(nanoseconds), NANOSECONDS_PER_SECOND)
         return cls(sec=sec, nanosec=nanosec)
 
     def to_ns(self) -> int:
-        """Nanoseconds since the clock's zero, exact."""
+        """The value in nanoseconds, exact."""
         return self.sec * NANOSECONDS_PER_SECOND + self.nanosec
 
 
 @dataclasses.dataclass
-class Duration:
-    """builtin_interfaces/Duration: a span of time, seconds plus nanoseconds."""
+class Time(_SecondsNanoseconds):
+    """builtin_interfaces/Time: a point in time since the clock's zero."""
+
+    ros_type: ClassVar[str] = "builtin_interfaces/msg/Time"
+
+
+@dataclasses.dataclass
+class Duration(_SecondsNanoseconds):
+    """builtin_interfaces/Duration: a span of time."""
 
     ros_type: ClassVar[str] = "builtin_interfaces/msg/Duration"
-    sec: int32 = 0
-    nanosec: uint32 = 0
-
-    @classmethod
-    def from_ns(cls, nanoseconds: int) -> Duration:
-        """A span of `nanoseconds` (an int, >= 0)."""
-        sec, nanosec = divmod(int(nanoseconds), NANOSECONDS_PER_SECOND)
-        return cls(sec=sec, nanosec=nanosec)
-
-    def to_ns(self) -> int:
-        """The span in nanoseconds, exact."""
-        return self.sec * NANOSECONDS_PER_SECOND + self.nanosec
 
 
 @dataclasses.dataclass
