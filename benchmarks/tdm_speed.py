@@ -145,6 +145,8 @@ def main() -> None:
                         default=[(64, 75), (128, 50)], help="KxN pairs for part 1 (default: 64x75 128x50)")
     parser.add_argument("--shards", type=int, default=0, help="blocks of the sharded decoder (0: automatic)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--session-options", action="store_true",
+                        help="part 3: one block under different ONNX Runtime session options (K = 64, N = 20)")
     parser.add_argument("--torch-horizon", type=int, default=0,
                         help="N for part 2, torch with and without the cache (K = 128); 0 skips it")
     args = parser.parse_args()
@@ -164,8 +166,39 @@ def main() -> None:
           f"onnxruntime {ort_version()}; median of {args.repeats}")
     probe.close()
     compare_decoders(args, task, history, obs, rng)
+    if args.session_options:
+        compare_session_options(args, task, history, obs, rng)
     if args.torch_horizon > 0:
         compare_torch(args, probe, history, obs, rng)
+
+
+def compare_session_options(args, task, history, obs, rng) -> None:
+    """One block (all K candidates per call) under ONNX Runtime's graph optimisation levels, intra-op
+    thread counts and spinning: what `make_session` and `resolve_shards` chose from."""
+    import onnxruntime as ort
+
+    from tdm_control.dynamics.onnx_model import OnnxTDM, open_model
+
+    _, metadata = open_model(args.model, task, "cpu", 1)
+    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+    settings = [("all", 1, True), ("extended", 1, True), ("basic", 1, True), ("all", 2, True), ("all", 2, False)]
+    actions = rng.uniform(-1, 1, (64, 20, task.action_size))
+    print()
+    print("one block, K = 64, N = 20, under ONNX Runtime session options")
+    print("| graph optimisation | intra-op threads | spinning | plan latency (s) |")
+    print("|---|---|---|---|")
+    for level, threads, spinning in settings:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = levels[level]
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
+        model = OnnxTDM(args.model, task, session=session, metadata=metadata, shards=1)
+        model.rollout(history, obs, actions[:, :2])
+        latency = statistics.median(time_it(lambda m=model: m.rollout(history, obs, actions), args.repeats))
+        print(f"| {level} | {threads} | {'on' if spinning else 'off'} | {latency:.3f} |", flush=True)
 
 
 def ort_version() -> str:
