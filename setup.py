@@ -22,9 +22,16 @@ EXTRAS = {
     # so an environment holds one of them).
     "cpu": ["onnxruntime==1.31.1"],
     "gpu": ["onnxruntime-gpu==1.31.1"],
-    "train": ["torch==2.13.0", "onnx==1.23.2", "onnxscript==0.7.2", "tensorboard>=2.15"],
-    "ros": ["cyclonedds==11.0.1"],
-    "dev": ["pytest>=8", "rosbags==0.11.9", "ruff==0.17.6"],
+    # rosbags reads and writes rosbag2 (MCAP, sqlite3): `tdm-train import-bag` and `launch --record`.
+    "train": ["torch==2.13.0", "onnx==1.23.2", "onnxscript==0.7.2", "tensorboard>=2.15", "rosbags==0.11.9"],
+    "ros": ["cyclonedds==11.0.1", "rosbags==0.11.9"],
+    # MP4 for `--video` (an ffmpeg binary in the wheel); without it videos are written as GIF.
+    "video": ["imageio-ffmpeg==0.6.0"],
+    # Tests: mcap + mcap-ros2-support read recorded bags independently (decoding with the definitions
+    # in the file, as Foxglove does); colcon builds the package as a ROS 2 workspace does (colcon-core
+    # holds setuptools below 80).
+    "dev": ["pytest>=8", "rosbags==0.11.9", "ruff==0.17.6", "mcap==1.6.0", "mcap-ros2-support==0.6.0",
+            "colcon-core==0.21.3", "colcon-ros==0.5.0", "colcon-python-setup-py==0.2.9", "imageio-ffmpeg==0.6.0"],
 }
 
 

@@ -14,6 +14,11 @@ receiving the command that answers it (the bridge records it). Two planners:
 
 State throughput is answered states per second of episode wall time: how fast
 the lockstep loop runs when planning costs nothing.
+
+Both are measured twice in one run (`--graph both`, the default): with the nodes
+out of the ROS 2 graph (TDM_ROS_GRAPH=off: topics only, as before issue 20) and
+in it (on: ros_discovery_info, /rosout, parameter services), so the cost of the
+graph's traffic is read off one table, on one machine, under one load.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tdm_control.ros import messages as m  # noqa: E402
+from tdm_control.ros.graph import GRAPH_ENV  # noqa: E402
 from tdm_control.ros.params import write_params_file  # noqa: E402
 from tdm_control.ros.transport import COMMANDS, LATEST_SENSOR_DATA, QoS, make_node  # noqa: E402
 
@@ -165,23 +171,15 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def describe(name: str, waits: np.ndarray, summary: dict) -> str:
+def describe(name: str, graph: str, waits: np.ndarray, summary: dict) -> str:
     throughput = summary["answered_states"] / sum(summary["episode_wall_s"])
-    return (f"{name:<13} {waits.size:>6} {1e3 * np.median(waits):>10.3f} {1e3 * np.percentile(waits, 99):>9.3f} "
-            f"{1e3 * waits.max():>9.3f} {throughput:>11.0f}")
+    return (f"{name:<13} {graph:>5} {waits.size:>6} {1e3 * np.median(waits):>10.3f} "
+            f"{1e3 * np.percentile(waits, 99):>9.3f} {1e3 * waits.max():>9.3f} {throughput:>11.0f}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1000, help="steps per episode (at most 1000)")
-    parser.add_argument("--episodes", type=int, default=3)
-    args = parser.parse_args()
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(1, 200)))  # a domain of its own
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({cpu_model()}), "
-          f"Python {platform.python_version()}, cyclonedds {importlib.metadata.version('cyclonedds')}")
-    print(f"load average before the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"bridge: cartpole_swingup lockstep, {args.episodes} episode(s) x {args.steps} steps, "
-          f"embedded transport, ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
+def measure(args: argparse.Namespace, graph: str) -> list[str]:
+    """The table rows of one setting of TDM_ROS_GRAPH ('on' or 'off'), for this process and the node processes."""
+    os.environ[GRAPH_ENV] = graph
     with tempfile.TemporaryDirectory() as folder:
         try:
             responder = run_with_responder(args.steps, args.episodes, folder)
@@ -195,13 +193,35 @@ def main() -> int:
     if missing:
         raise SystemExit(f"planning_info missing for {len(missing)} states, e.g. {missing[:3]}")
     planned = np.asarray([planning[s] for s in stamps])
+    return [describe("responder", graph, np.asarray(responder["answer_waits_s"]), responder),
+            describe("planner_node", graph, raw - planned, bridge),
+            f"  (graph {graph}: planner_node planning time itself: median {1e3 * np.median(planned):.3f} ms; "
+            f"its loop including planning: median {1e3 * np.median(raw):.3f} ms)"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000, help="steps per episode (at most 1000)")
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--graph", choices=("both", "off", "on"), default="both",
+                        help="TDM_ROS_GRAPH settings to measure: off (topics only), on (full ROS 2 node), or both")
+    args = parser.parse_args()
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(1, 200)))  # a domain of its own
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({cpu_model()}), "
+          f"Python {platform.python_version()}, cyclonedds {importlib.metadata.version('cyclonedds')}")
+    print(f"load average before the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bridge: cartpole_swingup lockstep, {args.episodes} episode(s) x {args.steps} steps, "
+          f"embedded transport, ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
+    rows = []
+    for graph in (("off", "on") if args.graph == "both" else (args.graph,)):
+        rows += measure(args, graph)
     print()
     print("state published -> command received, planning excluded (ms); throughput in states/s")
-    print(f"{'planner':<13} {'states':>6} {'median':>10} {'p99':>9} {'max':>9} {'throughput':>11}")
-    print(describe("responder", np.asarray(responder["answer_waits_s"]), responder))
-    print(describe("planner_node", raw - planned, bridge))
-    print(f"(planner_node planning time itself: median {1e3 * np.median(planned):.3f} ms; "
-          f"its loop including planning: median {1e3 * np.median(raw):.3f} ms)")
+    print(f"{'planner':<13} {'graph':>5} {'states':>6} {'median':>10} {'p99':>9} {'max':>9} {'throughput':>11}")
+    for row in rows:
+        print(row)
+    print("(graph: TDM_ROS_GRAPH, off = topics only, on = a full ROS 2 node with discovery info, /rosout and "
+          "parameter services)")
     return 0
 
 

@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from tdm_control.config import check
+from tdm_control.config import ConfigError, check
 from tdm_control.nodes.joints import BadInput, CommandLayout
 from tdm_control.tasks import make_task
 from tdm_control.tasks.simulator import Simulator
@@ -66,6 +66,21 @@ class BridgeConfig:
     """A JSON summary (returns, loop latency) is written here when the node stops; empty for none."""
     use_sim_time: bool = False
     """ROS convention; the bridge is the clock, its messages are always stamped with simulation time."""
+    record: str = ""
+    """A rosbag2 folder (new) that gets every message the bridge sends and receives, and `record_topics`;
+    empty for none. `ros2 bag record` does the same from outside."""
+    record_storage: str = "mcap"
+    """The bag's storage: 'mcap' (ROS 2 Jazzy's default) or 'sqlite3' (the node checks it when it opens the bag,
+    as it does `record_topics`: a node core knows no ROS)."""
+    record_topics: tuple[str, ...] = (
+        "/planner_node/planning_info:std_msgs/msg/Float64MultiArray",
+        "/planner_node/planned_trajectory:trajectory_msgs/msg/JointTrajectory",
+        "/planner_node/execution_info:std_msgs/msg/Float64MultiArray",
+    )
+    """Other nodes' topics recorded too, as 'TOPIC:TYPE' (the planner's diagnostics and plans)."""
+    video: str = ""
+    """Film every episode offscreen into this .mp4 (or .gif) file, each step's reward shown
+    (tdm_control.evaluation.video: 320x240, 25 frames per second of simulated time); empty for none."""
 
     def __post_init__(self) -> None:
         check(self.mode in MODES, "mode", f"must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -116,6 +131,16 @@ class BridgeCore:
         """The reward of every control step of each episode begun, in order (episodes, steps)."""
         self._command = self.layout.zeros()  # realtime: newest command, actuator order
         self._command_time = -np.inf  # realtime: when it arrived (s, monotonic)
+        self.error_kind = ""
+        """The kind of the last bad command ('misshapen command', 'non-finite command')."""
+        self.video = None
+        if config.video:
+            from tdm_control.evaluation.video import EpisodeVideo, RenderError, VideoConfig
+
+            try:
+                self.video = EpisodeVideo(VideoConfig(path=config.video), self.task.model, self.task.control_timestep)
+            except RenderError as e:
+                raise ConfigError(f"video: {e}") from None
 
     # ---------------------------------------------------------------- episodes
     def begin_episode(self) -> int:
@@ -124,6 +149,8 @@ class BridgeCore:
         self.simulator = Simulator(self.task, seed=self.config.seed + self.episode)
         self.simulator.reset()
         self.rewards.append([])
+        if self.video is not None:
+            self.video.begin_episode(self.simulator.physics.data.ptr)
         return self.episode
 
     def end_episode(self) -> float:
@@ -158,13 +185,22 @@ class BridgeCore:
         """Applies torques (m,) in actuator order (N·m) for one control step; returns the task reward."""
         reward = self.simulator.step(torque)
         self.rewards[-1].append(round(float(reward), 4))  # 1e-4: keeps result files small
+        if self.video is not None:
+            self.video.step(self.simulator.physics.data.ptr, self.simulator.step_count, reward)
         return reward
 
+    def close_video(self) -> str | None:
+        """Writes the video of the episodes run (if filming); returns its path."""
+        video, self.video = self.video, None
+        return video.close() if video is not None and video.frames else None
+
     def torque(self, command) -> tuple[np.ndarray, str | None]:
-        """The torques (m,) a received command asks for, or zero torque and what was wrong with it."""
+        """The torques (m,) a received command asks for, or zero torque and what was wrong with it
+        (its kind, for log throttling, in `error_kind`)."""
         try:
             return self.layout.torque(command), None
         except BadInput as e:
+            self.error_kind = e.kind
             return np.zeros(self.layout.size), str(e)
 
     # ------------------------------------------------------------- realtime

@@ -20,12 +20,15 @@ from sim_bridge.bridge_core import BridgeConfig, BridgeCore
 from tdm_control.config import ConfigError
 from tdm_control.files import write_json
 from tdm_control.ros import messages as msg
-from tdm_control.ros.params import config_from_parameters, parameters_of
-from tdm_control.ros.transport import CLOCK, COMMANDS, LATCHED, SENSOR_DATA, Node, make_node
+from tdm_control.ros.bag import start_recording, stop_recording
+from tdm_control.ros.params import config_from_parameters, own_parameters, parameters_of
+from tdm_control.ros.transport import CLOCK, COMMANDS, LATCHED, SENSOR_DATA, Node, command_line_error, make_node
 
 NODE_NAME = "sim_bridge"
 WAITING_LOG_PERIOD_S = 5.0
 """lockstep: seconds between 'still waiting for a command' warnings."""
+PUBLISHER_CHECK_PERIOD_S = 1.0
+"""Seconds between counts of the command topic's publishers (more than one is warned about)."""
 
 
 class BridgeNode:
@@ -42,7 +45,10 @@ class BridgeNode:
         self.pub_clock = node.create_publisher(msg.Clock, config.clock_topic, CLOCK)
         self.pub_reward = node.create_publisher(msg.Float64, config.reward_topic, COMMANDS)
         self.pub_episode = node.create_publisher(msg.Int32, config.episode_topic, LATCHED)
-        node.create_subscription(msg.Float64MultiArray, config.command_topic, self.on_command, COMMANDS)
+        self.command_sub = node.create_subscription(msg.Float64MultiArray, config.command_topic, self.on_command,
+                                                    COMMANDS)
+        self.command_publishers = 0  # publishers on the command topic when last counted
+        self.command_writer = None  # who wrote the last command (None: unknown)
         node.create_subscription(msg.Empty, config.reset_topic, self.on_reset, COMMANDS)
         self.awaiting_since: float | None = None  # lockstep: when the unanswered state was first sent
         self.last_sent = 0.0
@@ -57,6 +63,7 @@ class BridgeNode:
             node.create_timer(config.republish_period / 2, self.republish)  # re-sends within 1.5 periods
         else:
             node.create_timer(self.core.task.control_timestep / config.speed_factor, self.tick)
+        node.create_timer(PUBLISHER_CHECK_PERIOD_S, self.count_command_publishers)
         task = self.core.task
         self.log.info(f"{config.mode} simulation of {task.name}: commands on {config.command_topic} "
                       f"for joints {list(self.core.layout.joints)} (N·m, N for slide joints), "
@@ -118,14 +125,39 @@ class BridgeNode:
         if self.lockstep:
             self.awaiting_since = self.last_sent
 
+    def count_command_publishers(self) -> None:
+        """Warns when more than one publisher drives the command topic (each command is applied as it comes)."""
+        count = self.command_sub.publisher_count
+        if count > 1 and count != self.command_publishers:
+            self.log.warning(f"{count} publishers on {self.config.command_topic}: the bridge applies every command "
+                             "as it comes, whoever sent it (one planner expected)",
+                             throttle_s=PUBLISHER_CHECK_PERIOD_S, throttle_key="publishers")
+        elif count <= 1 < self.command_publishers:
+            self.log.info(f"{count} publisher on {self.config.command_topic} again")
+        self.command_publishers = count
+
+    def note_command_writer(self) -> None:
+        """Warns when a command comes from another publisher than the last one (by the transport's writer id)."""
+        writer = self.command_sub.last_publisher
+        if writer is not None and self.command_writer is not None and writer != self.command_writer:
+            self.count_command_publishers()
+            if self.command_publishers > 1:
+                self.log.warning(f"commands on {self.config.command_topic} alternate between publishers: each is "
+                                 "applied as it comes", throttle_s=PUBLISHER_CHECK_PERIOD_S, throttle_key="writers")
+            else:
+                self.log.info(f"commands on {self.config.command_topic} come from a new publisher",
+                              throttle_s=PUBLISHER_CHECK_PERIOD_S, throttle_key="new writer")
+        self.command_writer = writer
+
     def on_command(self, message: msg.Float64MultiArray) -> None:
         now = time.monotonic()
+        self.note_command_writer()
         if not self.lockstep:
             error = self.core.receive(message.data, now)
             if error:
                 self.bad_commands += 1
                 self.log.error(f"bad command on {self.config.command_topic}: {error}; applying zero torque",
-                               throttle_s=1.0)
+                               throttle_s=1.0, throttle_key=self.core.error_kind)
             return
         if self.awaiting_since is None:
             self.log.warning("command received while no state awaits one (episodes over); ignored", throttle_s=5.0)
@@ -141,7 +173,7 @@ class BridgeNode:
         if error:
             self.bad_commands += 1
             self.log.error(f"bad command on {self.config.command_topic}: {error}; applying zero torque",
-                           throttle_s=1.0)
+                           throttle_s=1.0, throttle_key=self.core.error_kind)
         self.advance(torque)
 
     def republish(self) -> None:
@@ -193,24 +225,45 @@ class BridgeNode:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the bridge; exit status 0 when its episodes are done or it is stopped, 2 on bad parameters."""
-    node = make_node(NODE_NAME, argv)
+    """Runs the bridge; exit status 0 when its episodes are done or it is stopped, 2 on bad parameters
+    or a bad command line (said in one line)."""
+    try:
+        node = make_node(NODE_NAME, argv)
+    except (ConfigError, RuntimeError) as e:
+        return command_line_error(NODE_NAME, e)
+    recording = None
     try:
         try:
-            config = config_from_parameters(BridgeConfig, node.parameters)
-            bridge = BridgeNode(node, config)
+            parameters, ignored = own_parameters(BridgeConfig, node.parameters, node.wildcard_parameters, NODE_NAME)
+            for warning in ignored:
+                node.logger.warning(warning)
+            config = config_from_parameters(BridgeConfig, parameters)
+            if config.record:  # every topic the bridge uses, and the planner's, to a rosbag2
+                recording = start_recording(node, config.record, config.record_storage, config.record_topics, COMMANDS)
+            bridge = BridgeNode(recording or node, config)
         except ConfigError as e:
             node.logger.error(f"bad parameter: {e}")
+            if recording is not None:
+                recording.bag.discard()
             return 2
         try:
             node.spin()
         except KeyboardInterrupt:
             node.logger.info("interrupted")
+        summary = bridge.summary()
+        if recording is not None:
+            summary["recording"] = stop_recording(recording, node.logger)
+        video = bridge.core.close_video()
+        if video:
+            summary["video"] = video
+            node.logger.info(f"wrote the video {video}")
         if config.result_path:
-            write_json(config.result_path, bridge.summary())
+            write_json(config.result_path, summary)
             node.logger.info(f"wrote {config.result_path}")
         return 0
     finally:
+        if recording is not None:
+            recording.bag.close()
         node.close()
 
 

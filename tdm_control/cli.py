@@ -9,6 +9,7 @@ r"""`tdm-control`: evaluate planners and models on the simulator, list what is a
     tdm-control grid config/eval/cartpole_swingup.yaml          # --report: only rewrite the report
     tdm-control launch config/cartpole.yaml --steps 200
     tdm-control plot-rewards realtime=results/realtime.json lockstep=results/lockstep.json --out results/r.png
+    tdm-control graph                                           # the running ROS 2 nodes, their topics
     tdm-control list
 """
 
@@ -35,7 +36,10 @@ def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
 
 
 def _model(text: str) -> str:
@@ -91,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=4)
     ev.add_argument("--steps", type=int, default=None, help="steps per episode (default: the task's 1000)")
     ev.add_argument("--out", default=None, help="write the JSON result here")
+    ev.add_argument("--video", metavar="FILE", help="film the episodes offscreen into FILE (.mp4, or .gif; MP4 needs "
+                                                    "imageio-ffmpeg, else a GIF is written), each step's reward shown")
+    ev.add_argument("--video-size", default="320x240", metavar="WxH", help="rendered frame size in pixels")
+    ev.add_argument("--video-fps", type=float, default=25.0, help="video frames per second (real-time playback)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     au = sub.add_parser("audit", help="audit the plans of one episode: predicted against true returns, and "
@@ -130,8 +138,34 @@ def build_parser() -> argparse.ArgumentParser:
                                            "without ROS 2 launch")
     launcher.add_arguments(launch)
 
+    graph = sub.add_parser("graph", help="list the ROS 2 nodes running in this ROS_DOMAIN_ID, with their topics "
+                                         "and services (as `ros2 node info`), without ROS 2")
+    graph.add_argument("--wait", type=float, default=GRAPH_WAIT_S,
+                       help="seconds to listen for the nodes' announcements (discovery takes a moment)")
+    graph.add_argument("--json", action="store_true", help="print the nodes as JSON")
+
     sub.add_parser("list", help="list tasks, planners and models")
     return parser
+
+
+GRAPH_WAIT_S = 2.0
+"""How long `tdm-control graph` listens by default: discovery of a local graph takes well under a second."""
+
+
+def _graph(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tdm_control.ros.discovery import discovery_settings
+    from tdm_control.ros.graph import format_graph, read_graph
+
+    if not args.wait > 0:
+        raise ConfigError(f"--wait must be > 0 s, got {args.wait}")
+    nodes = read_graph(discovery_settings(), args.wait)
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(n), "full_name": n.full_name} for n in nodes], indent=1))
+    else:
+        print(format_graph(nodes))
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -140,7 +174,20 @@ def _eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     config = _eval_config(args, args.episodes, args.steps)
-    result = evaluate(config, show_progress=not args.no_progress)
+    video = None
+    if args.video:
+        from tdm_control.evaluation.video import VideoConfig, parse_size
+
+        width, height = parse_size(args.video_size)
+        video = VideoConfig(path=args.video, width=width, height=height, fps=args.video_fps)
+    try:
+        result = evaluate(config, show_progress=not args.no_progress, video=video)
+    except RuntimeError as e:
+        from tdm_control.evaluation.video import RenderError
+
+        if isinstance(e, RenderError):  # a missing GL library: one line that says what to install
+            raise ConfigError(str(e)) from None
+        raise
     lo, hi = result["return_interval_68"]
     print(f"{args.task} | model {args.model} | planner {args.planner} {json.dumps(result['planner_config'])}")
     if result["action_repeat"] > 1:
@@ -153,6 +200,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:
         write_result(result, args.out)
         print(f"wrote {args.out}")
+    if "video" in result:
+        print(f"wrote {result['video']}")
     return 0
 
 
@@ -261,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return launcher.main(args)
         if args.command == "plot-rewards":
             return _plot_rewards(args)
+        if args.command == "graph":
+            return _graph(args)
         return _list()
     except (ConfigError, FileNotFoundError) as e:
         print(f"tdm-control: error: {e}", file=sys.stderr)

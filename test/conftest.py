@@ -5,6 +5,9 @@ import os
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "disable")
+# Every DDS participant the tests start, in this process or a child, discovers on loopback only: no test
+# sends discovery traffic to the network (ROS 2 Jazzy's default range, SUBNET, multicasts on it).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
 @pytest.fixture(scope="session")

@@ -49,20 +49,28 @@ def _claim_domain() -> tuple[int, object]:
     raise RuntimeError("no free DDS domain for the test")
 
 
+TEST_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": "", "ROS_LOCALHOST_ONLY": "",
+                  "CYCLONEDDS_URI": ""}
+"""Discovery of the tests: this machine only (ROS 2's LOCALHOST range: unicast to localhost, no multicast),
+so that test runs on other machines of the network that happen to use the same domain are never seen."""
+
+
 @pytest.fixture
 def ros_domain():
-    """A DDS domain of this test's own (ROS_DOMAIN_ID, inherited by node processes)."""
-    previous = os.environ.get("ROS_DOMAIN_ID")
+    """A DDS domain of this test's own (ROS_DOMAIN_ID, inherited by node processes), on this machine only."""
+    settings = {"ROS_DOMAIN_ID": None, **TEST_DISCOVERY}
+    previous = {name: os.environ.get(name) for name in settings}
     domain, lock = _claim_domain()
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ.update({**TEST_DISCOVERY, "ROS_DOMAIN_ID": str(domain)})
     try:
         yield domain
     finally:
         lock.close()
-        if previous is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class NodeProcess:

@@ -76,6 +76,12 @@ class FakeLog:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []
 
+    def debug(self, message, throttle_s=None, throttle_key=None):
+        self.lines.append(("debug", message))
+
+    def info(self, message, throttle_s=None, throttle_key=None):
+        self.lines.append(("info", message))
+
     def warning(self, message, throttle_s=None, throttle_key=None):
         self.lines.append(("warning", message))
 
@@ -136,7 +142,7 @@ def setup(tasks):
 def state(executor, t_ms, angle=3.0):
     """A joint state at t_ms; the clock is set to it, as /clock arrives with each state under sim time."""
     executor.clock.now = t_ms * MS
-    assert executor.on_joint_state(t_ms * MS, NAMES, [0.01 * t_ms, angle], [0.0, 0.1]) is None
+    assert executor.on_joint_state(t_ms * MS, NAMES, [0.001 * t_ms, angle], [0.0, 0.1]) is None
 
 
 def tick(executor, clock, t_ms):
@@ -277,7 +283,7 @@ def test_the_history_holds_what_was_executed_once_per_model_step(setup, tasks):
         tick(executor, clock, t)
     assert executor.run_once().stamp_ns == 40 * MS  # from the newest model step's state
     call = planner.calls[-1]
-    obs = [task.observation(np.array([0.01 * t, 3.0]), np.array([0.0, 0.1])) for t in (0, 20, 40)]
+    obs = [task.observation(np.array([0.001 * t, 3.0]), np.array([0.0, 0.1])) for t in (0, 20, 40)]
     # Steps 0 and 20 ms, each with the action commanded at its first tick; 10 and 30 ms are inside them.
     assert call["actions"] == [[0.0], [first.actions[1, 0]]]
     assert call["rewards"] == [0.0, float(task.reward(obs[1], np.zeros(1)))]
@@ -329,3 +335,30 @@ def test_execution_parameters_are_checked():
             PlannerNodeConfig(**params)
     with pytest.raises(ValueError, match="needs a planner that loaded"):
         AsyncCore(PlannerCore(PlannerNodeConfig(task="cartpole_swingdown", execution="async")), FakeClock())
+
+
+def test_a_forged_stamp_cannot_hold_up_planning_and_its_history_is_dropped(tasks):
+    """The stamp policy of lockstep (tdm_control/nodes/stamps.py) holds here too, with an episode topic."""
+    from tdm_control.nodes.stamps import STALE_RUN
+
+    config = PlannerNodeConfig(model="mujoco", action_repeat=2, execution="async", joints=("slider",))
+    core = PlannerCore(config)
+    clock, log = FakeClock(), FakeLog()
+    planner = SlowPlanner(core.dynamics, clock)
+    executor = AsyncCore(core, clock, log, controller_factory=lambda spec, task, episode, dynamics:
+                         Controller(task, planner))
+    executor.set_episode(0)
+    state(executor, 0)
+    assert executor.run_once() is not None
+    forged = (2**31 - 1) * 10**9
+    assert executor.on_joint_state(forged, NAMES, [0.0, 3.0], [0.0, 0.1]) is None
+    assert executor.run_once().stamp_ns == forged  # taken once (a plan nobody can play: too far ahead)
+    for _ in range(STALE_RUN - 1):
+        state(executor, 20)
+        assert executor.run_once() is None  # the forged state is the newest: real ones are stale
+    assert log.has("warning", "older than the one taken last")
+    state(executor, 20)  # the run is complete: the forged stamp is dropped, the episode planned afresh
+    assert log.has("error", "that stamp was bad") and executor.episode == 0
+    plan = executor.run_once()
+    assert plan is not None and plan.stamp_ns == 20 * MS
+    assert planner.calls[-1]["actions"] == [] and planner.calls[-1]["guess"] is None  # no history, no warm start

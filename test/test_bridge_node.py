@@ -63,7 +63,7 @@ def test_bad_commands_apply_zero_torque_and_the_bridge_goes_on(tmp_path, ros_dom
         assert_same_state(planner.state_at(0, episode=0), reference)
         cases = [([1.0, 2.0], 0.0, "command has 2 values; expected 1, one per joint ['slider']"),
                  ([float("nan")], 0.0, "command has non-finite values: slider=nan"),
-                 ([float("inf")], 0.0, "command has non-finite values: slider=inf"),
+                 ([float("inf")], 0.0, None),  # the NaN's kind of error: its line may be throttled (test_faults)
                  ([5.0], 5.0, None),
                  ([-50.0], -10.0, None)]  # clamped to the actuator's limit (gear 10 N, control range 1)
         for step, (command, applied, error) in enumerate(cases, start=1):

@@ -1,6 +1,6 @@
 """The docs tell the truth about the tree: their links, paths and commands exist and parse.
 
-For README.md, docs/*.md, EVALUATION.md, BENCHMARKS.md and experiments/walker/README.md:
+For README.md, docs/*.md, EVALUATION.md, BENCHMARKS.md, experiments/walker/README.md and experiments/bags/README.md:
 
 - every relative markdown link and image target exists;
 - every repository path in backticks or in a shell command (config/..., models/..., ...) exists
@@ -30,7 +30,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = sorted(
-    [ROOT / "README.md", ROOT / "EVALUATION.md", ROOT / "BENCHMARKS.md", ROOT / "experiments/walker/README.md"]
+    [ROOT / "README.md", ROOT / "EVALUATION.md", ROOT / "BENCHMARKS.md", ROOT / "experiments/walker/README.md",
+     ROOT / "experiments/bags/README.md"]
     + list((ROOT / "docs").glob("*.md")))
 PATH_ROOTS = ("config", "models", "launch", "scripts", "docs", "experiments", "benchmarks", "tdm_control",
               "training", "sim_bridge", "test")
@@ -170,7 +171,7 @@ def check_tdm_train(args: list[str]) -> None:
     from training.cli import build_parser
 
     ns = _parse(build_parser(), args)
-    if _repo_file(ns.config):
+    if getattr(ns, "config", None) and _repo_file(ns.config):  # import-bag takes --task, not --config
         _check_pipeline(ns.config)
 
 

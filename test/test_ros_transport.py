@@ -8,7 +8,7 @@ from ros_helpers import ros_domain, spin_until  # noqa: F401 (fixture)
 
 from tdm_control.config import ConfigError
 from tdm_control.ros import messages as m
-from tdm_control.ros.embedded import LOCALHOST_CONFIG, EmbeddedNode, domain_settings
+from tdm_control.ros.embedded import EmbeddedNode, domain_settings
 from tdm_control.ros.transport import CLOCK, COMMANDS, LATCHED, SENSOR_DATA, choose_transport, make_node
 
 
@@ -24,13 +24,15 @@ def test_transport_choice_is_automatic_forced_and_explained(monkeypatch):
         choose_transport()
 
 
-def test_discovery_needs_no_configuration_and_respects_the_environment():
+def test_discovery_follows_ros2_jazzy_and_respects_the_environment():
+    """Details and real peers: test_ros_discovery.py."""
     domain, config, description = domain_settings({})
-    assert domain == 0 and config == LOCALHOST_CONFIG and "this machine only" in description
-    assert "127.0.0.1" in config and "<AllowMulticast>false" in config
+    assert domain == 0 and "discovery range SUBNET" in description  # Jazzy's default
+    assert "<ParticipantIndex>auto</ParticipantIndex>" in config and "AllowMulticast" not in config
     assert domain_settings({"ROS_DOMAIN_ID": "42"})[0] == 42
-    assert domain_settings({"CYCLONEDDS_URI": "file:///etc/cyclone.xml"})[1] is None
-    assert domain_settings({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})[1] is None
+    assert domain_settings({"CYCLONEDDS_URI": "file:///etc/cyclone.xml"})[1].endswith("</CycloneDDS>,"
+                                                                                      "file:///etc/cyclone.xml")
+    assert "<AllowMulticast>false" in domain_settings({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})[1]
     for bad in ("x", "233", "-1"):
         with pytest.raises(ConfigError, match="ROS_DOMAIN_ID"):
             domain_settings({"ROS_DOMAIN_ID": bad})

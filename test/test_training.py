@@ -371,9 +371,14 @@ def test_on_policy_collection_plans_with_an_exported_model(tiny_model, walker_mo
     # The folder is refused once the model file changes, and a model for another task before any work.
     import onnx
 
+    from tdm_control.dynamics import metadata as model_metadata
+    from training.export import write_metadata
+
     proto = onnx.load(own)
-    proto.doc_string = "retrained"  # the same model file, another version
+    proto.doc_string = "retrained"  # the same model file, another version (exported with its own digest)
     onnx.save(proto, own)
+    write_metadata(own, model_metadata.decode(
+        {p.key: p.value for p in proto.metadata_props}[model_metadata.METADATA_KEY], own))
     with pytest.raises(ValueError, match="another version of"):
         collect(dataclasses.replace(config, episodes=2), folder, show_progress=False)
     with pytest.raises(Exception, match="walker_stand"):

@@ -7,6 +7,8 @@
     tdm-train stats   --config ...     # what each dataset folder holds: returns by policy, success share
     tdm-train loss    --config ... --checkpoint runs/a/checkpoint.pt [--checkpoint ...]
                                        # checkpoints' losses on this pipeline's held-out windows
+    tdm-train import-bag --task cartpole_swingup --out data/cartpole_bags BAG [BAG ...]
+                                       # ROS 2 bags of joint states and commands -> a dataset folder
 
 Data-parallel training: torchrun --nproc_per_node 2 -m training.cli fit --config ...
 """
@@ -46,12 +48,62 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "loss":
             p.add_argument("--checkpoint", action="append", required=True,
                            help="a runs/<run>/checkpoint.pt; repeat to compare several on the same windows")
+    add_import_arguments(sub.add_parser(
+        "import-bag", help="turn ROS 2 bags (rosbag2, MCAP or sqlite3) of joint states and effort commands into "
+                           "a dataset folder that `fit` reads (data_dir:)"))
     return parser
+
+
+def add_import_arguments(p: argparse.ArgumentParser) -> None:
+    from training.bag_import import ImportConfig
+
+    default = ImportConfig(task="")
+    p.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 folders (with metadata.yaml), e.g. from "
+                                                         "`tdm-control launch --record`")
+    p.add_argument("--task", required=True, help="registered task the robot runs, e.g. cartpole_swingup")
+    p.add_argument("--out", required=True, help="the dataset folder to write (new or empty), e.g. data/NAME")
+    p.add_argument("--joints", help="actuated joints in command order, comma-separated (the controller's "
+                                    "`joints`; default: the task's actuator order)")
+    p.add_argument("--action-repeat", type=int, default=default.action_repeat,
+                   help="control steps per dataset step (commands must hold each action that long)")
+    p.add_argument("--max-gap", type=float, default=default.max_gap,
+                   help="seconds between joint-state stamps that end an episode (default: 2.5 control steps)")
+    p.add_argument("--min-steps", type=int, default=default.min_steps,
+                   help="dataset steps an episode needs to be kept")
+    for role, flag in (("joint_states_topic", "--joint-states-topic"), ("command_topic", "--command-topic"),
+                       ("reward_topic", "--reward-topic"), ("episode_topic", "--episode-topic"),
+                       ("clock_topic", "--clock-topic")):
+        p.add_argument(flag, default=getattr(default, role), help=f"default {getattr(default, role)}")
+
+
+def import_bag(args: argparse.Namespace) -> int:
+    """`tdm-train import-bag`: writes the dataset and says what it holds."""
+    from tdm_control.config import from_dict
+    from training.bag_import import ImportConfig, import_bags
+
+    config = from_dict(ImportConfig, {
+        "task": args.task, "joints": tuple(j.strip() for j in args.joints.split(",")) if args.joints else (),
+        "action_repeat": args.action_repeat, "max_gap": args.max_gap, "min_steps": args.min_steps,
+        "joint_states_topic": args.joint_states_topic, "command_topic": args.command_topic,
+        "reward_topic": args.reward_topic, "episode_topic": args.episode_topic, "clock_topic": args.clock_topic})
+    section = import_bags(args.bags, args.out, config)
+    steps = sum(e["steps"] for e in section["episodes"])
+    print(f"imported {len(section['episodes'])} episode(s), {steps} dataset steps, from {len(section['bags'])} bag(s) "
+          f"into {args.out}")
+    for e in section["episodes"]:
+        print(f"  episode {e['index']}: bag {e['bag']}, {e['steps']} steps from {e['start_stamp_s']:.3f} s "
+              f"({e['boundary']}; rewards {e['rewards_from']})")
+    skipped = {k: v for k, v in section["skipped"].items() if v}
+    if skipped:
+        print("skipped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from training.pipeline import load_pipeline
 
+    if args.command == "import-bag":
+        return import_bag(args)
     pipeline = load_pipeline(args.config)
     progress = not args.no_progress
     if args.command == "stats":

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -115,6 +115,36 @@ class CollectConfig:
 _TASKS: dict[str, Any] = {}
 
 
+Policy = Callable[[int, np.ndarray, float], tuple[np.ndarray, int]]
+"""(dataset step t, observation o_t (n,), reward r_t received on arriving at it) -> (action (m,), POLICIES label)."""
+
+
+def play_episode(task, simulator: Simulator, policy: Policy, steps: int, action_repeat: int, seed: int) -> Episode:
+    """One episode from a fresh initial state of `simulator`, as the dataset records it.
+
+    Each dataset step observes o_t, asks `policy` for an action (clipped to [-1, 1]), holds its
+    torque for `action_repeat` control steps and records the reward of the last of them as r_{t+1}.
+    Collection and the bag import's reference (test_bag_import) both run episodes through here.
+    """
+    simulator.reset()
+    n, m = task.observation_size, task.action_size
+    observations = np.empty((steps + 1, n))
+    rewards = np.zeros(steps + 1)
+    actions = np.empty((steps, m))
+    labels = np.empty(steps, dtype=np.int8)
+    for t in range(steps):
+        positions, velocities, _ = simulator.joint_state()
+        observations[t] = task.observation(positions, velocities)
+        action, labels[t] = policy(t, observations[t], rewards[t])
+        actions[t] = np.clip(action, -1.0, 1.0)
+        torque = task.action_to_torque(actions[t])
+        for _ in range(action_repeat):
+            rewards[t + 1] = simulator.step(torque)  # the reward on arrival: the last control step's
+    positions, velocities, _ = simulator.joint_state()
+    observations[steps] = task.observation(positions, velocities)
+    return Episode(observations, rewards, actions, labels, seed=seed, episode_return=simulator.episode_return)
+
+
 def collect_episode(config: CollectConfig, index: int) -> Episode:
     """Runs episode `index` of the dataset; a pure function of (config, index)."""
     task = _TASKS.get(config.task) or _TASKS.setdefault(config.task, make_task(config.task))
@@ -128,39 +158,31 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     planner = make_planner(config.planner, dynamics, ObservationReward(task.reward), task.action_size,
                            np.random.default_rng([config.seed, index, 1]), config.planner_params)
     simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
-    simulator.reset()
-    n, m = task.observation_size, task.action_size
+    m = task.action_size
     steps = config.steps // config.action_repeat  # dataset steps, one per held action
-    observations = np.empty((steps + 1, n))
-    rewards = np.zeros(steps + 1)
-    actions = np.empty((steps, m))
-    policy = np.empty(steps, dtype=np.int8)
     planner_label = 1 if config.model == "mujoco" else 2  # POLICIES
     history = History(dynamics.history_steps)  # what a sequence model conditions on
-    t = 0
-    while t < steps:
-        length = min(config.segment_steps, steps - t)
-        use_mpc = rng.random() < mix.mpc_share
-        walk = None if use_mpc else brownian_noise(rng, 1, length, m, config.noise_variance)[0]  # (L, m)
-        for k in range(length):
-            positions, velocities, _ = simulator.joint_state()
-            observations[t] = task.observation(positions, velocities)
-            if use_mpc:
-                history.current_reward = rewards[t]
-                action = planner.plan(observations[t], history) + mix.action_noise * rng.normal(size=m)
-            else:
-                action = walk[k]
-            actions[t] = np.clip(action, -1.0, 1.0)
-            policy[t] = planner_label if use_mpc else 0
-            history.append(observations[t], rewards[t], actions[t])  # the action executed, noise and all
-            torque = task.action_to_torque(actions[t])
-            for _ in range(config.action_repeat):
-                rewards[t + 1] = simulator.step(torque)  # the reward on arrival: the last control step's
-            t += 1
-    positions, velocities, _ = simulator.joint_state()
-    observations[t] = task.observation(positions, velocities)
+    segment: dict[str, Any] = {}  # the behaviour of the running segment: use_mpc, walk (L, m)
+
+    def policy(t: int, observation: np.ndarray, reward: float) -> tuple[np.ndarray, int]:
+        k = t % config.segment_steps
+        if k == 0:  # a new segment picks its behaviour
+            length = min(config.segment_steps, steps - t)
+            segment["use_mpc"] = rng.random() < mix.mpc_share
+            segment["walk"] = None if segment["use_mpc"] else brownian_noise(rng, 1, length, m,
+                                                                              config.noise_variance)[0]
+        if segment["use_mpc"]:
+            history.current_reward = reward
+            action = planner.plan(observation, history) + mix.action_noise * rng.normal(size=m)
+        else:
+            action = segment["walk"][k]
+        action = np.clip(action, -1.0, 1.0)
+        history.append(observation, reward, action)  # the action executed, noise and all
+        return action, planner_label if segment["use_mpc"] else 0
+
+    episode = play_episode(task, simulator, policy, steps, config.action_repeat, seed=index)
     dynamics.close()
-    return Episode(observations, rewards, actions, policy, seed=index, episode_return=simulator.episode_return)
+    return episode
 
 
 def open_dynamics(config: CollectConfig, task):

@@ -37,10 +37,11 @@ from training.errors import TrainingError
 
 FORMAT = "tdm_control.dataset"
 VERSION = 1
-POLICIES = {0: "brownian", 1: "mpc", 2: "model_mpc"}
-"""Per-step policy labels: Brownian-noise actions, the ground-truth MPC planner's (plus noise), or
+POLICIES = {0: "brownian", 1: "mpc", 2: "model_mpc", 3: "logged"}
+"""Per-step policy labels: Brownian-noise actions, the ground-truth MPC planner's (plus noise),
 the MPC planner's on an exported model (on-policy data: a dynamics target, never a behaviour-cloning
-target, since the model's own choices are not expert actions)."""
+target, since the model's own choices are not expert actions), or whatever controller drove a robot
+whose ROS 2 bag was imported (`tdm-train import-bag`; a dynamics target too: nobody vouches for it)."""
 
 
 @dataclasses.dataclass
@@ -279,20 +280,22 @@ def summarize_dataset(folder: str, success_reward: float = 0.9, lost_reward: flo
     """What a dataset holds, to check the collection policy reached the states planning needs.
 
     Episodes are grouped by the share of their steps the MPC planner chose (1.0: planner
-    only, 0.0: Brownian only). `success_share` is the share of dataset steps whose reward
-    (each in [0, 1]) is at least `success_reward`: for walker stand, torso tall and upright.
+    only, 0.0: Brownian only); episodes imported from bags form the group `logged`.
+    `success_share` is the share of dataset steps whose reward (each in [0, 1]) is at least
+    `success_reward`: for walker stand, torso tall and upright.
     `lost_episodes` counts episodes whose reward drops below `lost_reward` after a success
     (the walker falls, the pole drops); `recovered_episodes` those of them that succeed again:
     the data a model needs to plan a recovery.
     """
     meta, episodes = load_dataset(folder)
     returns = np.array([e.episode_return for e in episodes])
+    logged = np.array([bool(np.all(e.policy == 3)) for e in episodes])  # imported from bags (POLICIES)
     mpc = np.array([float(np.mean(e.policy != 0)) for e in episodes])  # planner-chosen share
     rewards = np.concatenate([e.rewards[1:] for e in episodes])
     outcomes = [lost_and_recovered(e.rewards[1:], success_reward, lost_reward) for e in episodes]
     groups = []
-    for name, members in (("planner only", mpc == 1.0), ("mixed", (mpc > 0.0) & (mpc < 1.0)),
-                          ("Brownian only", mpc == 0.0)):
+    for name, members in (("planner only", (mpc == 1.0) & ~logged), ("mixed", (mpc > 0.0) & (mpc < 1.0)),
+                          ("Brownian only", mpc == 0.0), ("logged", logged)):
         if members.any():
             groups.append({"policy": name, "count": int(members.sum()),
                            "return_mean": float(returns[members].mean())})

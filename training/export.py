@@ -79,14 +79,21 @@ def export_graph(model: TDM, path: str, opset: int) -> None:
 
 
 def write_metadata(path: str, metadata: dict[str, Any]) -> None:
+    """Writes `metadata` into the ONNX file at `path`, with the digest of the rest of the file
+    (`metadata.DIGEST_KEY`), and checks that the file written has that digest."""
     import onnx
 
     proto = onnx.load(path)
     del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = model_metadata.METADATA_KEY, model_metadata.encode(metadata)
     proto.producer_name = "tdm_control"
+    digest = model_metadata.weights_digest(proto.SerializeToString())
+    entry = proto.metadata_props.add()
+    entry.key = model_metadata.METADATA_KEY
+    entry.value = model_metadata.encode({**metadata, model_metadata.DIGEST_KEY: digest})
     onnx.save(proto, path)
+    written = model_metadata.file_weights_digest(path)
+    if written != digest:
+        raise ExportError(f"{path}: the file written has weights digest {written}, not {digest}")
 
 
 def torch_runner(model: TDM):

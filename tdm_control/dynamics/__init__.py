@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from tdm_control.config import ConfigError
@@ -18,14 +19,21 @@ def model_search_dirs() -> list[Path]:
     """Folders a relative model path is looked up in, after the working directory.
 
     The installed package's share folder (`share/tdm_control`, where `colcon build`
-    puts `models/`) when ament_index_python is importable, then the source tree
-    this package was imported from (an editable install or a checkout).
+    puts `models/`): found by ament_index_python where it is importable, else by
+    reading the ament index of each prefix in AMENT_PREFIX_PATH as it does (a colcon
+    workspace sourced without ROS 2); then the source tree this package was imported
+    from (an editable install or a checkout).
     """
     dirs = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
         dirs.append(Path(get_package_share_directory("tdm_control")))
+    except ImportError:
+        for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+            if (Path(prefix) / "share/ament_index/resource_index/packages/tdm_control").is_file():
+                dirs.append(Path(prefix) / "share/tdm_control")
+                break
     except Exception:  # noqa: BLE001 - not in a ROS 2 environment, or not installed there
         pass
     dirs.append(Path(__file__).resolve().parents[2])

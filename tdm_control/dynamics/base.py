@@ -20,6 +20,11 @@ class Dynamics(abc.ABC):
     action_repeat: int = 1
     """Control steps each model step holds its action: one predicted step spans
     `action_repeat` control steps of the task, and the horizon N counts model steps."""
+    observation_limit: float = float("inf")
+    """Largest |value| of an observation the model can take (an exported TDM: its tokenizer's range);
+    the planner node refuses a state whose observation exceeds it instead of planning from it."""
+    warnings: tuple[str, ...] = ()
+    """What was found worth a warning at load (an exported model without a weights digest)."""
 
     @abc.abstractmethod
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +67,15 @@ class Dynamics(abc.ABC):
         if actions.ndim != 3 or actions.shape[2] != action_size:
             raise ValueError(f"{what} must be (K, N, {action_size}), got {actions.shape}")
         return actions
+
+    def memory_bytes(self, samples: int, horizon: int) -> int:
+        """Bytes one rollout of `samples` sequences of `horizon` model steps allocates at its peak.
+
+        An estimate, generous rather than tight, for the bound on planner sizes
+        (`tdm_control.planning.check_plan_memory`). This default counts float64 predictions of
+        64 numbers per step; models override it with what they really allocate.
+        """
+        return 8 * samples * horizon * 64
 
     def reset(self) -> None:
         """Forgets anything cached for the current episode."""

@@ -39,6 +39,8 @@ class EnsembleDynamics(Dynamics):
         self.history_steps = max(m.history_steps for m in members)
         self.proposes = members[0].proposes
         self.action_repeat = members[0].action_repeat
+        self.observation_limit = min(m.observation_limit for m in members)
+        self.warnings = tuple(w for m in members for w in m.warnings)
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._mean(history, obs, actions, [])
@@ -55,6 +57,11 @@ class EnsembleDynamics(Dynamics):
         predictions = done + [m.rollout(history, obs, actions) for m in self.members[len(done):]]
         return (np.mean([p[0] for p in predictions], axis=0),  # (K, N, n)
                 np.mean([p[1] for p in predictions], axis=0))  # (K, N)
+
+    def memory_bytes(self, samples: int, horizon: int) -> int:
+        """Every member's predictions are held at once for the mean; members roll out one at a time."""
+        return (sum(m.memory_bytes(samples, horizon) for m in self.members)
+                + max(m.memory_bytes(samples, horizon) for m in self.members))
 
     def reset(self) -> None:
         for m in self.members:

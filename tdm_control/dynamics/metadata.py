@@ -3,10 +3,22 @@
 The export writes one JSON document into the ONNX file's metadata under
 `METADATA_KEY`; the runtime reads it back before it plans anything, so a model
 trained for another robot is refused with a message saying what differs.
+
+Integrity. The document also carries `weights_sha256`, a digest of everything in
+the file but the metadata itself: the graph with its weights, the opsets, the
+producer. The runtime recomputes it at load (`check_integrity`), so a file whose
+weights were altered or damaged after export (a NaN written into a weight, a bad
+copy) is refused instead of planning with garbage. The digest is computed from
+the file's bytes with a few lines of protobuf reading (no `onnx` package at run
+time): the top-level fields of the ModelProto other than `metadata_props`.
+Models exported before digests were written load with a warning (re-export, or
+write the metadata again with `training.export.write_metadata`, to add one); the
+shipped models carry one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -43,6 +55,84 @@ def build_metadata(task: dict[str, Any], tokenizer: dict[str, Any], model_config
         "dataset_hash": dataset_hash,
         **(extra or {}),
     }
+
+
+DIGEST_KEY = "weights_sha256"
+"""Metadata key of the digest of everything in the file but the metadata (see the module docstring)."""
+_METADATA_PROPS_FIELD = 14
+"""Field number of `metadata_props` in onnx.proto's ModelProto."""
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated or malformed protobuf varint")
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i += 1
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def weights_digest(data: bytes) -> str:
+    """sha256 of a serialised ONNX ModelProto's top-level fields other than `metadata_props`, in file order.
+
+    Raises:
+      ValueError for bytes that are not a well-formed protobuf message.
+    """
+    digest = hashlib.sha256()
+    i = 0
+    while i < len(data):
+        start = i
+        key, i = _varint(data, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _varint(data, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 2:
+            length, i = _varint(data, i)
+            i += length
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire} at byte {start}")
+        if i > len(data):
+            raise ValueError(f"protobuf field {field} at byte {start} runs past the end of the data")
+        if field != _METADATA_PROPS_FIELD:
+            digest.update(data[start:i])
+    return digest.hexdigest()
+
+
+def file_weights_digest(path: str) -> str:
+    """`weights_digest` of the ONNX file at `path`."""
+    with open(path, "rb") as f:
+        return weights_digest(f.read())
+
+
+def check_integrity(meta: dict[str, Any], path: str) -> None:
+    """Raises ConfigError when the file's digest differs from the one its metadata records (no digest: no check)."""
+    want = meta.get(DIGEST_KEY)
+    if want is None:
+        return
+    try:
+        have = file_weights_digest(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} cannot be read to check its integrity: {e}") from None
+    if have != want:
+        raise ConfigError(f"{path} is not the model that was exported: its weights digest is {have[:16]}..., its "
+                          f"metadata records {want[:16]}... (the file was altered or damaged after export); "
+                          "export it again, or restore the file")
+
+
+def integrity_warnings(meta: dict[str, Any], path: str) -> tuple[str, ...]:
+    """A warning for a model whose integrity cannot be checked (exported before digests were written)."""
+    if DIGEST_KEY in meta:
+        return ()
+    return (f"{path} carries no weights digest (exported before digests were written): damage to its weights "
+            "cannot be detected at load; export it again with `tdm-train export` to add one",)
 
 
 def encode(metadata: dict[str, Any]) -> str:

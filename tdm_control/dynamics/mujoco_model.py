@@ -69,6 +69,14 @@ class MujocoDynamics(Dynamics):
         pred_reward = self.task.reward(pred_obs, actions)  # (K, N)
         return pred_obs, pred_reward
 
+    def memory_bytes(self, samples: int, horizon: int) -> int:
+        """Controls and full physics states (and sensor data) of every physics step of every candidate
+        (what `mujoco.rollout` returns), plus the observations and joint arrays derived from them."""
+        steps = samples * horizon * self.task.n_sub_steps * self.action_repeat  # physics steps in all
+        per_step = self.task.action_size + self._state_size + self.model.nsensordata
+        per_model_step = 2 * self.task.observation_size + 4 * len(self.task.joint_names) + 2
+        return 8 * (steps * per_step + samples * horizon * per_model_step)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tdm_control.dynamics import metadata as model_metadata
 from tdm_control.dynamics.base import Dynamics
 from tdm_control.history import History
 from tdm_control.tasks import Task
@@ -21,6 +22,12 @@ class OnnxMLP(Dynamics):
         self.name = metadata["kind"]
         self.action_repeat = int(metadata.get("action_repeat", 1))
         self.providers = session.get_providers()
+        self.warnings = model_metadata.integrity_warnings(metadata, path)
+
+    def memory_bytes(self, samples: int, horizon: int) -> int:
+        """float64 predictions of every step, and one step's float32 inputs and outputs (with ORT's copies)."""
+        n, m = self.task.observation_size, self.task.action_size
+        return 8 * samples * horizon * (n + 1) + 4 * 4 * samples * (2 * n + m + 1)
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray):
         actions = self.check_actions(actions, self.task.action_size, np.float32)

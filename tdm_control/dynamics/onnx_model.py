@@ -82,10 +82,12 @@ def resolve_shards(shards: int, threads: int, device: str) -> int:
 
 
 def open_model(path: str, task: Task, device: str = "auto", threads: int = 0):
-    """Session and checked metadata of an exported model; ConfigError if it was made for another task."""
+    """Session and checked metadata of an exported model; ConfigError if its weights are not the ones it
+    was exported with (`metadata.check_integrity`) or it was made for another task."""
     session = make_session(path, device, threads)
     meta_props = session.get_modelmeta().custom_metadata_map
     metadata = model_metadata.decode(meta_props.get(model_metadata.METADATA_KEY), path)
+    model_metadata.check_integrity(metadata, path)
     model_metadata.check_task(metadata, task.describe(), path)
     return session, metadata
 
@@ -149,7 +151,20 @@ class OnnxTDM(Dynamics):
                          for _ in range(self.shards)]
         self.decoder = self.decoders[0]
         self.history_steps = self.decoder.history_steps
+        self.observation_limit = self.tokenizer.max_value  # mu-law clips beyond it: the model would see +-max
+        self.warnings = model_metadata.integrity_warnings(self.metadata, path)
         self._pool: ThreadPoolExecutor | None = None
+
+    def memory_bytes(self, samples: int, horizon: int) -> int:
+        """Per candidate: its key/value cache (float32, every layer) three times over (the cache, its
+        expansion from the shared prefix, ORT's working copies), one call's logits, attention and
+        feed-forward activations for a step's tokens (float32), and the decoded tokens and values."""
+        c = self.metadata["model_config"]
+        cache = 2 * c["n_layers"] * c["d_model"] * c["context_tokens"] * 4
+        tokens = self.tokenizer.step_tokens
+        call = 4 * tokens * (c["vocab_size"] + c["n_heads"] * c["context_tokens"] + 4 * c["d_model"] + c["d_ff"])
+        decoded = horizon * (self.tokenizer.observation_size + 1) * 16
+        return samples * (3 * cache + 2 * call + decoded)
 
     @property
     def passes(self) -> int:

@@ -65,8 +65,8 @@ def summarize(returns: list[float], latencies: np.ndarray) -> dict[str, Any]:
 
 
 def run_episode(simulator: Simulator, controller: Controller, steps: int,
-                progress: tqdm | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """Runs one episode from a fresh initial state.
+                progress: tqdm | None = None, video: Any = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Runs one episode from a fresh initial state (filmed by `video`, an EpisodeVideo, if given).
 
     Returns:
       the episode return, the latency of every plan in s (one per step, or one
@@ -75,11 +75,15 @@ def run_episode(simulator: Simulator, controller: Controller, steps: int,
     """
     simulator.reset()
     controller.reset()
+    if video is not None:
+        video.begin_episode(simulator.physics.data.ptr)
     latencies, rewards = [], []
     for t in range(steps):
         positions, velocities, _ = simulator.joint_state()
         _, torque = controller.act(positions, velocities)
         rewards.append(simulator.step(torque))
+        if video is not None:
+            video.step(simulator.physics.data.ptr, t + 1, rewards[-1])
         if controller.planned:
             latencies.append(controller.last_latency)
         if progress is not None:
@@ -89,8 +93,11 @@ def run_episode(simulator: Simulator, controller: Controller, steps: int,
     return simulator.episode_return, np.array(latencies), np.array(rewards)
 
 
-def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
-    """Runs `config.episodes` full episodes and returns a JSON-serialisable result."""
+def evaluate(config: EvalConfig, show_progress: bool = True, video: Any = None) -> dict[str, Any]:
+    """Runs `config.episodes` full episodes and returns a JSON-serialisable result.
+
+    `video` (a VideoConfig) films every episode into one file; the result's "video" names it.
+    """
     task = make_task(config.task)
     planner_config(config.planner, config.planner_params)  # fail before any work
     make_objective(config.objective, task)
@@ -98,6 +105,11 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
     returns, latencies, traces = [], [], []
     repeat = 1
     started = time.time()
+    film = None
+    if video is not None:
+        from tdm_control.evaluation.video import EpisodeVideo
+
+        film = EpisodeVideo(video, task.model, task.control_timestep)  # fails before any planning
     with tqdm(total=steps * config.episodes, disable=not show_progress, unit="step",
               desc=f"{config.task} {config.planner}") as bar:
         for episode in range(config.episodes):
@@ -105,7 +117,7 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
             repeat = controller.action_repeat
             simulator = Simulator(task, seed=config.seed + episode)
             try:
-                episode_return, lat, rewards = run_episode(simulator, controller, steps, bar)
+                episode_return, lat, rewards = run_episode(simulator, controller, steps, bar, film)
             finally:
                 controller.planner.dynamics.close()
             returns.append(episode_return)
@@ -120,6 +132,7 @@ def evaluate(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
         **summarize(returns, np.concatenate(latencies)),
         "episode_rewards": traces,  # (episodes, steps): the reward of every control step
         "wall_time_s": time.time() - started,
+        **({"video": film.close()} if film is not None else {}),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count()},
     }

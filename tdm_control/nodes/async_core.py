@@ -50,15 +50,17 @@ planner_node.action_repeat=2` returned 747.2 over 4 episodes with 1 thread and
 where its margin matters more.
 
 Errors never stop the executor: a plan that fails (an exception, non-finite
-actions) is logged, throttled, and the current plan is played until it expires;
-with no valid plan the executor sends zero torque.
+actions, a predicted return impossible for rewards in [0, 1]) is logged,
+throttled, and the current plan is played until it expires; with no valid plan
+the executor sends zero torque. Joint states go through the lockstep core's
+checks: the stamp policy (`tdm_control.nodes.stamps`; a state that drops a bad
+stamp starts the episode's plan and history afresh) and `JointStateReader.observe`.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import logging
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -68,16 +70,24 @@ import numpy as np
 from tdm_control.controller import build_controller
 from tdm_control.history import History
 from tdm_control.nodes.joints import BadInput
-from tdm_control.nodes.planner_core import PlannerCore
-from tdm_control.nodes.trajectory import Trajectory, shift
+from tdm_control.nodes.planner_core import (
+    LOG_THROTTLE_S,
+    PlannerCore,
+    PlannerNodeConfig,
+    StdLog,
+    impossible_return,
+    one_line,
+    retuned_planner,
+    say,
+)
+from tdm_control.nodes.stamps import StampPolicy
+from tdm_control.nodes.trajectory import Trajectory, fit_horizon, shift
 
 STATUSES = ("ok", "expired", "no plan", "error")
 """What a tick did: played a plan; zero torque because the plan ran out or is older than max_plan_age;
 zero torque because there is no plan yet; zero torque because planning failed."""
 LATENCY_WINDOW = 5
 """Recent plan latencies whose largest is the expected latency of the next plan."""
-LOG_THROTTLE_S = 1.0
-"""Seconds between repeats of one warning or error."""
 
 
 @dataclasses.dataclass
@@ -111,26 +121,13 @@ class _Step:
     """(m,) the action commanded at the step's first tick; None until that tick."""
 
 
-class _StdLog:
-    """The `log` used when none is given: Python logging (throttling ignored)."""
-
-    def __init__(self) -> None:
-        self._log = logging.getLogger(__name__)
-
-    def warning(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
-        self._log.warning(message)
-
-    def error(self, message: str, throttle_s: float | None = None, throttle_key: str | None = None) -> None:
-        self._log.error(message)
-
-
 class AsyncCore:
     """The executor and the planning worker of one planner node, for a `PlannerCore` that loaded fine.
 
     Args:
       core: the loaded task, model, joint reader and command layout (`core.error` must be None).
       clock: the node's clock, ns (ROS time: /clock under use_sim_time).
-      log: has `warning` and `error(message, throttle_s=, throttle_key=)` (the node's logger).
+      log: has debug/info/warning/error(message, throttle_s=, throttle_key=) (the node's logger).
       controller_factory: builds an episode's controller, as `build_controller` (tests pass a slow one).
 
     The node calls `set_episode`, `on_joint_state` and `tick` from its spin thread; the worker
@@ -145,7 +142,7 @@ class AsyncCore:
         self.config = core.config
         self.task = core.task
         self.clock = clock
-        self.log = log or _StdLog()
+        self.log = log or StdLog(__name__)
         self.controller_factory = controller_factory
         self.control_ns = round(self.task.control_timestep * 1e9)
         self.step_ns = self.control_ns * core.dynamics.action_repeat
@@ -156,7 +153,7 @@ class AsyncCore:
         # Episode and history: written on the spin thread, read by the worker, under the lock.
         self.episode: int | None = None if core.uses_episode_topic else 0
         self._generation = 0  # +1 per episode: a plan finished for an earlier one is dropped
-        self._last_stamp: int | None = None
+        self._stamps = StampPolicy(core.uses_episode_topic, self.config.joint_states_topic)
         self._anchor: int | None = None  # stamp of the episode's first state (ns)
         self._history = History(core.dynamics.history_steps)
         self._pending: _Step | None = None  # the newest model step; its action is still being played
@@ -172,6 +169,7 @@ class AsyncCore:
         self._latencies: collections.deque = collections.deque(maxlen=LATENCY_WINDOW)  # ns
         self._thread: threading.Thread | None = None
         self._stop = False
+        self._retune: PlannerNodeConfig | None = None  # new planner parameters for the worker's next plan
 
     @property
     def plan(self) -> Trajectory | None:
@@ -185,10 +183,12 @@ class AsyncCore:
         with self._lock:
             self._start_episode(int(episode))
 
-    def _start_episode(self, episode: int) -> None:
+    def _start_episode(self, episode: int, keep_stamps: bool = False) -> None:
         self.episode = episode
         self._generation += 1
-        self._last_stamp = self._anchor = self._pending = self._plan = None
+        self._anchor = self._pending = self._plan = None
+        if not keep_stamps:
+            self._stamps.start_episode()
         self._history.clear()
         self._last_action = self.zero_action
         self.planning_error = None
@@ -197,38 +197,44 @@ class AsyncCore:
                        velocities: Sequence[float]) -> str | None:
         """Takes a joint state; returns what was wrong with it (it is then ignored), else None.
 
-        States older than the newest are ignored; without an episode topic, a stamp that
-        goes back starts the next episode. A state that begins a model step becomes the
-        one the worker plans from next.
+        Which states are taken is the stamp policy's (`tdm_control.nodes.stamps`: what it
+        says is logged here); without an episode topic, a stamp that goes back starts the
+        next episode. A state that begins a model step becomes the one the worker plans from next.
         """
         try:
-            q, v = self.core.reader.read(names, positions, velocities)  # (J,), (J,)
+            _, _, obs = self.core.reader.observe(names, positions, velocities)  # (n,)
         except BadInput as e:
             return str(e)
-        obs = self.task.observation(q, v)  # (n,)
         with self._lock:
             if self.episode is None:
                 return None  # the episode is not announced yet
-            if not self.core.uses_episode_topic and self._last_stamp is not None and stamp_ns < self._last_stamp:
-                self._start_episode(self.episode + 1)  # time went back: the simulation was reset
-            if self._last_stamp is not None and stamp_ns <= self._last_stamp:
-                return None
-            self._last_stamp = stamp_ns
-            if self._anchor is None:
-                self._anchor = stamp_ns
-            index = (stamp_ns - self._anchor + self.control_ns // 2) // self.step_ns
-            previous = self._pending
-            if previous is not None and index <= previous.index:
-                return None  # within the model step already recorded
-            reward = 0.0
-            if previous is not None:
-                if previous.action is None:  # no tick since it began: the last command still holds
-                    previous.action = self._last_action
-                self._history.append(previous.obs, previous.reward, previous.action)
-                reward = float(self.task.reward(obs, previous.action))
-            self._pending = _Step(index, stamp_ns, obs, reward)
-            self._lock.notify_all()
+            verdict = self._stamps.check(stamp_ns)
+            if verdict.new_episode:
+                self._start_episode(self.episode + 1, keep_stamps=True)  # time went back: the simulation was reset
+            elif verdict.restart:
+                self._start_episode(self.episode, keep_stamps=True)
+            if verdict.take:
+                self._take(stamp_ns, obs)
+        say(self.log, verdict)
         return None
+
+    def _take(self, stamp_ns: int, obs: np.ndarray) -> None:
+        """Records a state the stamp policy took (under the lock): a state that begins a model step
+        becomes the one the worker plans from next; the step before it enters the history."""
+        if self._anchor is None:
+            self._anchor = stamp_ns
+        index = (stamp_ns - self._anchor + self.control_ns // 2) // self.step_ns
+        previous = self._pending
+        if previous is not None and index <= previous.index:
+            return  # within the model step already recorded
+        reward = 0.0
+        if previous is not None:
+            if previous.action is None:  # no tick since it began: the last command still holds
+                previous.action = self._last_action
+            self._history.append(previous.obs, previous.reward, previous.action)
+            reward = float(self.task.reward(obs, previous.action))
+        self._pending = _Step(index, stamp_ns, obs, reward)
+        self._lock.notify_all()
 
     # ------------------------------------------------------------------ executor (spin thread)
     def _playable(self, plan: Trajectory | None, t_ns: int) -> tuple[int | None, str, str]:
@@ -291,28 +297,37 @@ class AsyncCore:
             for obs, reward, action in zip(*self._history.arrays()):
                 history.append(obs, reward, action)
             history.current_reward = state.reward
+            retune, self._retune = self._retune, None
         try:
+            if retune is not None:
+                self.config = retune
             if self._controller_generation != generation:
                 self._controller = self.controller_factory(self.config, self.task, episode, self.core.dynamics)
                 self._controller.reset()
                 self._controller_generation = generation
+            elif retune is not None:
+                self._controller.planner = retuned_planner(self._controller.planner, retune, self.task.action_size)
             planner = self._controller.planner
             start_ns, start = self.clock(), time.perf_counter()
             ready_ns = start_ns + max(self._latencies, default=0)  # when the new plan is expected in use
             horizon = planner.config.horizon
             fixed = self._expected_actions(previous, state.stamp_ns, ready_ns, horizon)  # (F, m)
-            guess = None if previous is None else shift(previous, (state.stamp_ns - previous.stamp_ns) * 1e-9)
+            guess = None if previous is None else fit_horizon(
+                shift(previous, (state.stamp_ns - previous.stamp_ns) * 1e-9), horizon)
             planner.continue_from(guess, fixed)
             planner.plan(state.obs, history)
             actions = np.clip(planner.sequence(), -1.0, 1.0)  # (N, m)
             actions[:len(fixed)] = fixed
             if not np.all(np.isfinite(actions)):
                 raise ValueError(f"the planner produced non-finite actions {actions[~np.isfinite(actions)][:4]}")
+            impossible = impossible_return(planner.last.predicted_return, horizon)
+            if impossible:
+                raise ValueError(impossible)
             self._latencies.append(self.clock() - start_ns)
             plan = Trajectory(actions, self.task.action_to_torque(actions), state.stamp_ns, self.step_ns,
                               planner.last.predicted_return, time.perf_counter() - start)
         except Exception as e:  # noqa: BLE001 - any planning failure is reported; the executor goes on
-            error = f"{type(e).__name__}: {e}"
+            error = one_line(e)
             with self._lock:
                 if generation == self._generation:
                     self.planning_error = error
@@ -349,6 +364,13 @@ class AsyncCore:
                 if self._stop:
                     return
             self.run_once()
+
+    def retune(self, config: PlannerNodeConfig) -> None:
+        """New planner parameters (`PlannerCore.retune` checked them): the worker's next plan uses them,
+        going on with the episode's generator and history; the warm start, the plan being played,
+        is cut or extended to the new horizon."""
+        with self._lock:
+            self._retune = config
 
     def start(self) -> None:
         """Starts the planning worker thread."""

@@ -19,7 +19,17 @@ from tdm_control.tasks import Task
 
 
 class BadInput(ValueError):
-    """A received message cannot be used; the message says what was wrong with it."""
+    """A received message cannot be used; the message says what was wrong with it.
+
+    `kind` names the check that failed, one of a fixed set (the nodes throttle their logs by it):
+    'misshapen joint state', 'duplicated joint', 'missing joint', 'non-finite joint state',
+    'implausible joint state' (finite values no state of the robot has), 'bad observation' (one the
+    model cannot take), 'misshapen command', 'non-finite command'.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _nonfinite(values: np.ndarray, names: Sequence[str]) -> list[str]:
@@ -27,10 +37,19 @@ def _nonfinite(values: np.ndarray, names: Sequence[str]) -> list[str]:
 
 
 class JointStateReader:
-    """Reads a task's joint positions and velocities out of a JointState's arrays, by name."""
+    """Reads a task's joint positions and velocities out of a JointState's arrays, by name, and checks
+    that they describe a state the robot can be in before anything plans from them (`observe`).
 
-    def __init__(self, task: Task) -> None:
+    Args:
+      task: the robot: its joints and their plausible ranges (`Task.plausible_joint_state`).
+      observation_limit: the largest |value| of an observation the model can take (an exported
+        TDM's tokenizer range; inf for the ground truth).
+    """
+
+    def __init__(self, task: Task, observation_limit: float = np.inf) -> None:
+        self.task = task
         self.joint_names = task.joint_names
+        self.observation_limit = observation_limit
 
     def read(self, names: Sequence[str], positions: Sequence[float],
              velocities: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -49,22 +68,51 @@ class JointStateReader:
         velocities = np.asarray(velocities, dtype=np.float64)
         if not (len(names) == positions.size == velocities.size):
             raise BadInput(f"joint state has {len(names)} names, {positions.size} positions and "
-                           f"{velocities.size} velocities; they must have one entry per joint")
+                           f"{velocities.size} velocities; they must have one entry per joint", "misshapen joint state")
         index = {}
         for i, name in enumerate(names):
             if name in index:
-                raise BadInput(f"joint state names joint {name!r} twice")
+                raise BadInput(f"joint state names joint {name!r} twice", "duplicated joint")
             index[name] = i
         missing = [j for j in self.joint_names if j not in index]
         if missing:
-            raise BadInput(f"joint state is missing joint(s) {missing}; the task needs {list(self.joint_names)}")
+            raise BadInput(f"joint state is missing joint(s) {missing}; the task needs {list(self.joint_names)}",
+                           "missing joint")
         order = [index[j] for j in self.joint_names]
         q, v = positions[order], velocities[order]  # (J,), (J,)
         bad = _nonfinite(q, [f"position[{j}]" for j in self.joint_names]) + \
             _nonfinite(v, [f"velocity[{j}]" for j in self.joint_names])
         if bad:
-            raise BadInput(f"joint state has non-finite values: {', '.join(bad)}")
+            raise BadInput(f"joint state has non-finite values: {', '.join(bad)}", "non-finite joint state")
         return q, v
+
+    def observe(self, names: Sequence[str], positions: Sequence[float],
+                velocities: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The one check of a joint state before planning: `read`, then plausibility, then the observation.
+
+        Returns:
+          positions (J,), velocities (J,) in the task's joint order, and the observation (n,).
+
+        Raises:
+          BadInput: what `read` refuses; a position outside the joint's plausible range or a speed
+            above the task's `max_joint_speed` ('implausible joint state'); an observation that is not
+            finite or exceeds what the model can take ('bad observation').
+        """
+        q, v = self.read(names, positions, velocities)  # (J,), (J,)
+        low, high, speed = self.task.plausible_joint_state
+        bad = [f"position[{j}]={x:.6g} outside [{lo:g}, {hi:g}]"
+               for j, x, lo, hi in zip(self.joint_names, q, low, high) if not lo <= x <= hi]
+        bad += [f"velocity[{j}]={x:.6g} beyond +-{s:g}" for j, x, s in zip(self.joint_names, v, speed) if abs(x) > s]
+        if bad:
+            raise BadInput(f"joint state is implausible for {self.task.name}: {', '.join(bad)} (m or rad, m/s or "
+                           "rad/s)", "implausible joint state")
+        obs = self.task.observation(q, v)  # (n,)
+        labels = self.task.observation_names
+        bad = [f"{labels[i]}={x:.6g}" for i, x in enumerate(obs) if not abs(x) <= self.observation_limit]
+        if bad:
+            raise BadInput(f"observation {', '.join(bad)} is not finite or beyond +-{self.observation_limit:g}, "
+                           "what the model can take", "bad observation")
+        return q, v, obs
 
 
 class CommandLayout:
@@ -109,8 +157,8 @@ class CommandLayout:
         values = np.asarray(command, dtype=np.float64)
         if values.ndim != 1 or values.size != self.size:
             raise BadInput(f"command has {values.size} values; expected {self.size}, one per joint "
-                           f"{list(self.joints)}")
+                           f"{list(self.joints)}", "misshapen command")
         bad = _nonfinite(values, self.joints)
         if bad:
-            raise BadInput(f"command has non-finite values: {', '.join(bad)}")
+            raise BadInput(f"command has non-finite values: {', '.join(bad)}", "non-finite command")
         return values[self._to_actuators]

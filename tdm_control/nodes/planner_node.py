@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from tdm_control.config import ConfigError
 from tdm_control.nodes.async_core import AsyncCore, Tick, execution_status_code
-from tdm_control.nodes.planner_core import PLANNING_INFO_LABEL, Answer, PlannerCore, PlannerNodeConfig
+from tdm_control.nodes.planner_core import LOG_THROTTLE_S, PLANNING_INFO_LABEL, Answer, PlannerCore, PlannerNodeConfig
 from tdm_control.nodes.trajectory import Trajectory
 from tdm_control.ros import messages as msg
-from tdm_control.ros.params import parameters_of, salvage_config
-from tdm_control.ros.transport import COMMANDS, LATCHED, LATEST_SENSOR_DATA, Node, make_node
+from tdm_control.ros.params import own_parameters, parameters_of, salvage_config
+from tdm_control.ros.transport import COMMANDS, LATCHED, LATEST_SENSOR_DATA, Node, command_line_error, make_node
 
 NODE_NAME = "planner_node"
 CLOCK_MISMATCHES_TO_WARN = 10
 """async: joint states in a row stamped further than max_plan_age from the node's clock before a warning
 (one alone can be a state that overtook its /clock at start-up)."""
+RUNTIME_CONSTRAINTS = ("can change while the node runs (ros2 param set): checked as the parameter file is, "
+                       "used from the next plan on")
+"""ParameterDescriptor.additional_constraints of the run-time planner parameters."""
 EXECUTION_INFO_LABEL = "time_s,plan_stamp_s,status"
 """Layout of ~/execution_info: tick time (s), stamp of the plan played (s, NaN for none), status code
 (the index in async_core.STATUSES: 0 ok, 1 expired, 2 no plan, 3 error)."""
@@ -41,8 +45,10 @@ class PlannerNode:
         self.node = node
         self.log = node.logger
         self.config = config
-        self.core = PlannerCore(config, parameter_error)
-        node.declare_parameters(parameters_of(config))
+        self.core = PlannerCore(config, parameter_error, self.log)
+        runtime = self.core.runtime_parameters()  # samples, horizon, noise: `ros2 param set` works on these
+        node.declare_parameters({**parameters_of(config), **runtime})
+        node.accept_parameter_changes(list(runtime), self.on_parameters, RUNTIME_CONSTRAINTS)
         self.pub_command = node.create_publisher(msg.Float64MultiArray, config.command_topic, COMMANDS)
         self.pub_info = node.create_publisher(msg.Float64MultiArray, config.planning_info_topic, COMMANDS)
         self.executor: AsyncCore | None = None
@@ -65,6 +71,8 @@ class PlannerNode:
                            "joint state with zero torque until it is restarted with good parameters")
         else:
             self.log.info(f"planning: {self.core.describe()}")
+        for warning in self.core.warnings:
+            self.log.warning(warning)
         if self.executor is not None:
             self.executor.start()
             self.log.info(f"async execution: commands every {self.core.task.control_timestep} s of "
@@ -72,6 +80,21 @@ class PlannerNode:
                           f"(zero torque past its end or {config.max_plan_age} s after its state); "
                           f"plans on {node.resolve(config.trajectory_topic)}")
         self.log.info(f"listening on {config.joint_states_topic}, commanding on {config.command_topic}")
+
+    def on_parameters(self, changes: dict[str, Any]) -> str | None:
+        """`ros2 param set` of the run-time planner parameters: checked as the parameter file is, used from
+        the next plan on (`PlannerCore.retune`); returns why not, when refused."""
+        try:
+            config = self.core.retune(changes)
+        except ConfigError as e:
+            self.log.warning(f"parameter change {changes} refused: {e}")
+            return str(e)
+        if self.executor is not None:
+            self.executor.retune(config)
+        self.config = config
+        self.log.info(f"parameters {changes} set: the next plan uses planner {config.planner} "
+                      f"{dict(config.planner_params)}")
+        return None
 
     def on_episode(self, message: msg.Int32) -> None:
         (self.executor or self.core).set_episode(message.data)
@@ -136,7 +159,7 @@ class PlannerNode:
         self.pub_info.publish(msg.vector([answer.stamp_ns * 1e-9, answer.latency_s, answer.predicted_return],
                                          PLANNING_INFO_LABEL))
         if answer.error:
-            self.log.error(f"{answer.error}; sent zero torque", throttle_s=1.0)
+            self.log.error(f"{answer.error}; sent zero torque", throttle_s=LOG_THROTTLE_S, throttle_key=answer.kind)
 
     def close(self) -> None:
         """Stops the planning worker (after its current plan), then releases the model."""
@@ -161,11 +184,19 @@ def trajectory_message(plan: Trajectory, joints: Sequence[str], efforts: np.ndar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the planner until stopped (exit status 0). Bad parameters are reported, not fatal."""
-    node = make_node(NODE_NAME, argv)
+    """Runs the planner until stopped (exit status 0). Bad parameters are reported, not fatal; a bad
+    command line (a missing params file, `-p` without ':=', ROS_DOMAIN_ID out of range) is said in one
+    line, exit status 2."""
+    try:
+        node = make_node(NODE_NAME, argv)
+    except (ConfigError, RuntimeError) as e:
+        return command_line_error(NODE_NAME, e)
     planner = None
     try:
-        config, error = salvage_config(PlannerNodeConfig, node.parameters)
+        parameters, ignored = own_parameters(PlannerNodeConfig, node.parameters, node.wildcard_parameters, NODE_NAME)
+        for warning in ignored:
+            node.logger.warning(warning)
+        config, error = salvage_config(PlannerNodeConfig, parameters)
         planner = PlannerNode(node, config, error and f"bad parameter {error}")
         try:
             node.spin()

@@ -95,3 +95,11 @@ def shift(plan: Trajectory, elapsed_s: float) -> np.ndarray:
     n = plan.horizon
     kept = plan.actions[min(steps, n - 1):]  # (N - steps, m), at least the last action
     return np.concatenate([kept, np.repeat(plan.actions[-1:], n - len(kept), axis=0)], axis=0)
+
+
+def fit_horizon(actions: np.ndarray, horizon: int) -> np.ndarray:
+    """`actions` (N, m) cut to, or extended with their last action to, (horizon, m): a warm start for a
+    planner whose horizon changed at run time (`ros2 param set ... planner_params.horizon`)."""
+    if len(actions) >= horizon:
+        return actions[:horizon]
+    return np.concatenate([actions, np.repeat(actions[-1:], horizon - len(actions), axis=0)], axis=0)

@@ -2,8 +2,15 @@
 
 It speaks what rmw_cyclonedds speaks: topic '/x' is DDS topic 'rt/x', message
 `pkg/msg/T` is DDS type `pkg::msg::dds_::T_`, payloads are little-endian CDR.
-With CYCLONEDDS_URI unset, discovery is confined to this machine (loopback,
-unicast peers) and needs no network configuration; ROS_DOMAIN_ID is respected.
+Discovery is configured as ROS 2 Jazzy configures it from ROS_DOMAIN_ID,
+ROS_AUTOMATIC_DISCOVERY_RANGE, ROS_STATIC_PEERS and CYCLONEDDS_URI
+(`tdm_control.ros.discovery`).
+
+Besides its topics, a node takes part in the ROS 2 graph as an rmw node does, unless
+TDM_ROS_GRAPH=off: it announces itself and its readers and writers on
+`ros_discovery_info` (`graph`), publishes its log lines on /rosout (`rosout`), and
+serves its parameters with the rcl_interfaces services and /parameter_events
+(`param_services`, `services`), with rmw_cyclonedds' USER_DATA on every entity.
 
 Callbacks run on the thread that spins, in the order the messages were sent
 (by source timestamp) across all subscriptions, so a message on one topic is
@@ -13,7 +20,6 @@ never handled before an earlier one on another.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 import types
 import typing
@@ -21,8 +27,42 @@ from typing import Any, Callable, Sequence
 
 from tdm_control.config import ConfigError
 from tdm_control.ros import messages
-from tdm_control.ros.params import fully_qualified_name, node_parameters, parse_ros_args
-from tdm_control.ros.transport import CLOCK, Logger, Node, Publisher, QoS, Subscription, resolve_topic
+from tdm_control.ros.discovery import (  # noqa: F401 - DOMAIN_ID_ENV, MAX_DOMAIN_ID: re-exported
+    DOMAIN_ID_ENV,
+    MAX_AUTO_PARTICIPANT_INDEX,
+    MAX_DOMAIN_ID,
+    Discovery,
+    discovery_settings,
+)
+from tdm_control.ros.graph import (
+    GRAPH_ENV,
+    REPLY_PREFIX,
+    REPLY_SUFFIX,
+    REQUEST_PREFIX,
+    REQUEST_SUFFIX,
+    GraphAnnouncer,
+    endpoint_user_data,
+    graph_enabled,
+    participant_user_data,
+    service_id,
+)
+from tdm_control.ros.interfaces import PARAMETER_SERVICES, Log, ParameterEvent, ServiceType
+from tdm_control.ros.messages import Bounded, Fixed, unwrap
+from tdm_control.ros.param_services import (
+    PARAMETER_EVENTS_DEPTH,
+    PARAMETER_EVENTS_TOPIC,
+    ParameterServer,
+)
+from tdm_control.ros.params import (
+    fully_qualified_name,
+    node_parameters,
+    parse_ros_args,
+    shadowed_overrides,
+    wildcard_names,
+)
+from tdm_control.ros.rosout import ROSOUT_DEPTH, ROSOUT_LIFESPAN_NS, ROSOUT_TOPIC, RosoutLogger, logger_name
+from tdm_control.ros.services import SERVICE_QOS, ServiceServer, framed
+from tdm_control.ros.transport import CLOCK, Node, Publisher, QoS, Subscription, resolve_topic
 
 try:
     from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
@@ -36,31 +76,15 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"the embedded ROS 2 transport needs the 'cyclonedds' package ({e}); "
                       "install it with: pip install -e '.[ros]'") from e
 
-DOMAIN_ID_ENV = "ROS_DOMAIN_ID"
-MAX_DOMAIN_ID = 232
-"""Highest domain id whose ports fit the default DDSI port mapping."""
-MAX_PARTICIPANTS = 32
-"""Participants (processes with a node) one machine can have per domain with loopback discovery."""
+MAX_PARTICIPANTS = MAX_AUTO_PARTICIPANT_INDEX
+"""Participants (processes with a node) one machine can have per domain (rmw's MaxAutoParticipantIndex)."""
 RELIABLE_MAX_BLOCKING_NS = 100_000_000
 """How long a reliable write may block on a full history, in ns (rmw_cyclonedds uses 100 ms too)."""
 MAX_WAIT_S = 0.1
 """Longest a spin waits in one go, so that SIGINT and shutdown requests are seen promptly."""
 
-LOCALHOST_CONFIG = f"""<CycloneDDS xmlns="https://cdds.io/config"><Domain Id="any">
-  <General>
-    <Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces>
-    <AllowMulticast>false</AllowMulticast>
-  </General>
-  <Discovery>
-    <ParticipantIndex>auto</ParticipantIndex>
-    <MaxAutoParticipantIndex>{MAX_PARTICIPANTS}</MaxAutoParticipantIndex>
-    <Peers><Peer Address="127.0.0.1"/></Peers>
-  </Discovery>
-</Domain></CycloneDDS>"""
-"""Discovery on this machine only: unicast to the ports of participant indices 0..MAX_PARTICIPANTS on
-the loopback interface. Needs no multicast, so it works in containers and CI without network set-up."""
-
-_PRIMITIVES = {"int32": idl.int32, "uint32": idl.uint32, "float64": idl.float64}
+_PRIMITIVES = {"int32": idl.int32, "uint32": idl.uint32, "float64": idl.float64, "uint8": idl.uint8,
+               "int64": idl.int64, "uint64": idl.uint64, "bool": bool, "byte": idl.byte}
 _domains: dict[int, tuple[Any, str]] = {}
 _idl_types: dict[type, type] = {}
 
@@ -73,6 +97,15 @@ def dds_type_name(message_type: type) -> str:
 
 
 def _idl_field(annotation: Any) -> Any:
+    base, bound = unwrap(annotation)
+    if isinstance(bound, Fixed):
+        (item,) = typing.get_args(base)
+        return idl.array[_idl_field(item), bound.size]
+    if isinstance(bound, Bounded):
+        if base is str:
+            return idl.bounded_str[bound.size]
+        (item,) = typing.get_args(base)
+        return idl.sequence[_idl_field(item), bound.size]
     if typing.get_origin(annotation) is typing.Annotated:
         base, primitive = typing.get_args(annotation)
         return _PRIMITIVES[primitive]
@@ -106,6 +139,7 @@ def idl_type(message_type: type) -> type:
 
 
 def _to_idl_value(value: Any, annotation: Any) -> Any:
+    annotation = unwrap(annotation)[0]
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         base = typing.get_args(annotation)[0]
@@ -138,33 +172,31 @@ def serialize(message: Any) -> bytes:
 def domain_settings(environ: dict[str, str] | None = None) -> tuple[int, str | None, str]:
     """The DDS domain id, the Cyclone DDS configuration to use, and a sentence for the log.
 
+    The configuration is what ROS 2 Jazzy's rmw_cyclonedds builds from ROS_AUTOMATIC_DISCOVERY_RANGE,
+    ROS_STATIC_PEERS and CYCLONEDDS_URI (`tdm_control.ros.discovery`).
+
     Returns:
-      (domain id from ROS_DOMAIN_ID, default 0; the XML configuration, or None to
-      leave Cyclone DDS to CYCLONEDDS_URI or its defaults; the description).
+      (domain id from ROS_DOMAIN_ID, default 0; the XML configuration, or None to leave Cyclone
+      DDS to CYCLONEDDS_URI or its defaults; the description).
     """
-    env = os.environ if environ is None else environ
-    text = env.get(DOMAIN_ID_ENV, "").strip() or "0"
-    try:
-        domain_id = int(text)
-    except ValueError:
-        raise ConfigError(f"{DOMAIN_ID_ENV}={text!r} is not an integer") from None
-    if not 0 <= domain_id <= MAX_DOMAIN_ID:
-        raise ConfigError(f"{DOMAIN_ID_ENV}={domain_id} is outside 0..{MAX_DOMAIN_ID}")
-    if env.get("CYCLONEDDS_URI"):
-        return domain_id, None, f"domain {domain_id}, Cyclone DDS configured by CYCLONEDDS_URI"
-    if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() == "SUBNET":
-        return domain_id, None, (f"domain {domain_id}, Cyclone DDS defaults (multicast discovery on the subnet, "
-                                 "ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET)")
-    return domain_id, LOCALHOST_CONFIG, (f"domain {domain_id}, discovery on this machine only (loopback, "
-                                         "unicast peers); set CYCLONEDDS_URI or "
-                                         "ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET to reach other machines")
+    discovery = discovery_settings(environ)
+    return discovery.domain_id, discovery.config, discovery.describe()
+
+
+def open_domain(discovery: Discovery) -> int:
+    """Creates the process's DDS domain with `discovery`'s configuration, once per domain id; returns the id.
+
+    Cyclone DDS takes one configuration per domain and process: the first node's wins.
+    """
+    if discovery.domain_id not in _domains:
+        domain = Domain(discovery.domain_id, discovery.config) if discovery.config is not None else None
+        _domains[discovery.domain_id] = (domain, discovery.describe())
+    return discovery.domain_id
 
 
 def _open_domain() -> tuple[int, str]:
-    domain_id, config, description = domain_settings()
-    if domain_id not in _domains:
-        domain = Domain(domain_id, config) if config is not None else None
-        _domains[domain_id] = (domain, description)
+    discovery = discovery_settings()
+    domain_id = open_domain(discovery)
     return domain_id, _domains[domain_id][1]
 
 
@@ -174,6 +206,38 @@ def dds_qos(qos: QoS) -> Any:
                    else Policy.Reliability.BestEffort)
     durability = Policy.Durability.TransientLocal if qos.transient_local else Policy.Durability.Volatile
     return Qos(reliability, durability, Policy.History.KeepLast(qos.depth))
+
+
+def graph_qos(depth: int, transient_local: bool = False, user_data: bytes = b"", lifespan_ns: int | None = None,
+              ignore_local: bool = False) -> Any:
+    """Reliable QoS as rmw_cyclonedds builds it for the graph's own endpoints (`create_readwrite_qos`).
+
+    Args:
+      depth: keep last `depth`; 0 for keep all (the reader of ros_discovery_info).
+      transient_local: also sets the durability service history to the same depth, as rmw does.
+      user_data: the endpoint's USER_DATA (`graph.endpoint_user_data`).
+      lifespan_ns: samples expire after this long (/rosout: 10 s).
+      ignore_local: drop samples of this participant (rmw's reader of ros_discovery_info).
+    """
+    history = Policy.History.KeepLast(depth) if depth else Policy.History.KeepAll
+    policies = [Policy.Reliability.Reliable(RELIABLE_MAX_BLOCKING_NS), history,
+                Policy.WriterDataLifecycle(autodispose=False)]
+    if transient_local:
+        policies += [Policy.Durability.TransientLocal, Policy.DurabilityService(0, history, -1, -1, -1)]
+    else:
+        policies.append(Policy.Durability.Volatile)
+    if user_data:
+        policies.append(Policy.Userdata(user_data))
+    if lifespan_ns is not None:
+        policies.append(Policy.Lifespan(lifespan_ns))
+    if ignore_local:
+        policies.append(Policy.IgnoreLocal.Participant)
+    return Qos(*policies)
+
+
+def with_user_data(qos: Any, user_data: bytes) -> Any:
+    """`qos` (a Cyclone DDS Qos) with USER_DATA `user_data` added (nothing added when empty)."""
+    return Qos(*qos, Policy.Userdata(user_data)) if user_data else qos
 
 
 # ----------------------------------------------------------------------------- node
@@ -195,6 +259,7 @@ class _Subscription(Subscription):
     message_type: type
     callback: Callable[[Any], None]
     topic: str
+    last_publisher: int | None = None
 
     @property
     def publisher_count(self) -> int:
@@ -238,15 +303,23 @@ class EmbeddedNode(Node):
         self.name = ros.node_name or name
         self.namespace = ros.namespace or ""
         self.remaps = ros.remaps
-        self.logger = Logger(self.name, ros.log_level or "info")
+        self.logger = RosoutLogger(self.name, ros.log_level or "info", ros_name=logger_name(self.name, self.namespace))
         self.extra_arguments = ros.other
-        self.parameters = node_parameters(ros, fully_qualified_name(self.name, self.namespace))
+        fqn = fully_qualified_name(self.name, self.namespace)
+        self.parameters = node_parameters(ros, fqn)
+        self.wildcard_parameters = wildcard_names(ros, fqn)
+        self.parameter_warnings = tuple(shadowed_overrides(ros, fqn))
         use_sim_time = self.parameters.get("use_sim_time", False)
         if not isinstance(use_sim_time, bool):
             raise ConfigError(f"use_sim_time: expected true or false, got {use_sim_time!r}")
         self.use_sim_time = use_sim_time
-        self.domain_id, self._domain_description = _open_domain()
-        self._participant = DomainParticipant(self.domain_id)
+        discovery = discovery_settings()
+        self.distro = discovery.distro
+        self.domain_id = open_domain(discovery)
+        self._domain_description = _domains[self.domain_id][1]
+        self.in_graph = graph_enabled()
+        participant_qos = Qos(Policy.Userdata(participant_user_data())) if self.in_graph else None
+        self._participant = DomainParticipant(self.domain_id, qos=participant_qos)
         self._waitset = WaitSet(self._participant)
         self._topics: dict[str, Any] = {}
         self._subscriptions: list[_Subscription] = []
@@ -254,11 +327,87 @@ class EmbeddedNode(Node):
         self._ros_timers: list[_RosTimer] = []
         self._sim_time_ns = 0
         self._clock_received = False
+        self._graph: GraphAnnouncer | None = None
+        self.parameter_server: ParameterServer | None = None
+        self.services: list[ServiceServer] = []
+        self._service_ids = 0
+        if self.in_graph:
+            self._join_graph(fqn)
+        for warning in discovery.warnings:
+            self.logger.warning(warning)
         if self.use_sim_time:
             self.create_subscription(messages.Clock, "/clock", self._on_clock, CLOCK)
 
     def describe_transport(self) -> str:
-        return f", {self._domain_description}"
+        graph = ("in the ROS 2 graph: ros_discovery_info, /rosout, parameter services" if self.in_graph else
+                 f"not in the ROS 2 graph ({GRAPH_ENV}=off: topics only)")
+        return f", {self._domain_description}, {graph}"
+
+    # ------------------------------------------------------------------ the ROS 2 graph
+    def _join_graph(self, fqn: str) -> None:
+        """Announces the node on ros_discovery_info and adds /rosout, /parameter_events and the parameter services."""
+        self._graph = GraphAnnouncer(self._participant, self.distro, self.name, self.namespace)
+        rosout = self._create_writer(Log, ROSOUT_TOPIC, graph_qos(
+            ROSOUT_DEPTH, transient_local=True, lifespan_ns=ROSOUT_LIFESPAN_NS,
+            user_data=endpoint_user_data(Log, self.distro)))
+        events = self._create_writer(ParameterEvent, PARAMETER_EVENTS_TOPIC, graph_qos(
+            PARAMETER_EVENTS_DEPTH, user_data=endpoint_user_data(ParameterEvent, self.distro)))
+        self.parameter_server = ParameterServer(fqn, self.now_ns, events.publish)
+        for name, handler in self.parameter_server.handlers().items():
+            self.create_service(f"~/{name}", PARAMETER_SERVICES[name], handler)
+        self.parameter_server.declare({"use_sim_time": self.use_sim_time})
+        self.logger.attach(rosout.publish)
+
+    def _create_writer(self, message_type: type, topic: str, qos: Any) -> EmbeddedPublisher:
+        """A writer of `topic` with Cyclone DDS QoS `qos`, announced as the node's."""
+        dds_topic, _ = self._topic(message_type, topic)
+        writer = DataWriter(self._participant, dds_topic, qos)
+        if self._graph is not None:
+            self._graph.add_writer(writer.guid)
+            self._graph.publish()
+        return EmbeddedPublisher(writer)
+
+    def _user_data(self, message_type: type, extra: dict[str, str] | None = None) -> bytes:
+        return endpoint_user_data(message_type, self.distro, extra) if self.in_graph else b""
+
+    def create_service(self, name: str, service_type: ServiceType, handler: Callable[[Any], Any]) -> ServiceServer:
+        """Serves `name` ('~/x' is private to the node): `handler(request) -> response`, on the spinning thread.
+
+        The request reader and the reply writer share rmw_cyclonedds' `serviceid` USER_DATA, which
+        clients use to pair them (`services`).
+        """
+        service = self.resolve(name)
+        self._service_ids += 1
+        extra = {"serviceid": service_id(self._participant.guid, self._service_ids)} if self.in_graph else None
+        request_type, response_type = framed(service_type.request), framed(service_type.response)
+        request_topic = Topic(self._participant, f"{REQUEST_PREFIX}{service}{REQUEST_SUFFIX}", idl_type(request_type))
+        reply_topic = Topic(self._participant, f"{REPLY_PREFIX}{service}{REPLY_SUFFIX}", idl_type(response_type))
+        qos = dds_qos(SERVICE_QOS)
+        reader = DataReader(self._participant, request_topic,
+                            with_user_data(qos, self._user_data(service_type.request, extra)))
+        writer = DataWriter(self._participant, reply_topic,
+                            with_user_data(qos, self._user_data(service_type.response, extra)))
+        server = ServiceServer(service, service_type.response, service_type.request, handler, reader, writer,
+                               lambda response: writer.write(to_idl(response)), self.logger)
+        self._waitset.attach(ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any))
+        subscription = _Subscription(reader, request_type, lambda sample: None, service)
+        subscription.callback = self.guard(lambda sample: server.on_request(sample, subscription.last_publisher))
+        self._subscriptions.append(subscription)
+        self.services.append(server)
+        if self._graph is not None:
+            self._graph.add_reader(reader.guid)
+            self._graph.add_writer(writer.guid)
+            self._graph.publish()
+        return server
+
+    def declare_parameters(self, values: dict[str, Any]) -> None:
+        if self.parameter_server is not None:
+            self.parameter_server.declare(values)
+
+    def accept_parameter_changes(self, names: Sequence[str], handler: Callable[[dict[str, Any]], str | None],
+                                 constraints: str = "") -> None:
+        if self.parameter_server is not None:
+            self.parameter_server.accept_changes(names, handler, constraints)
 
     def resolve(self, topic: str) -> str:
         return resolve_topic(topic, self.name, self.namespace, self.remaps)
@@ -270,13 +419,15 @@ class EmbeddedNode(Node):
         return self._topics[name], name
 
     def create_publisher(self, message_type: type, topic: str, qos: QoS) -> Publisher:
-        dds_topic, _ = self._topic(message_type, topic)
-        return EmbeddedPublisher(DataWriter(self._participant, dds_topic, dds_qos(qos)))
+        return self._create_writer(message_type, topic, with_user_data(dds_qos(qos), self._user_data(message_type)))
 
     def create_subscription(self, message_type: type, topic: str, callback: Callable[[Any], None],
                             qos: QoS) -> Subscription:
         dds_topic, name = self._topic(message_type, topic)
-        reader = DataReader(self._participant, dds_topic, dds_qos(qos))
+        reader = DataReader(self._participant, dds_topic, with_user_data(dds_qos(qos), self._user_data(message_type)))
+        if self._graph is not None:
+            self._graph.add_reader(reader.guid)
+            self._graph.publish()
         self._waitset.attach(ReadCondition(reader, SampleState.Any | ViewState.Any | InstanceState.Any))
         subscription = _Subscription(reader, message_type, self.guard(callback), name)
         self._subscriptions.append(subscription)
@@ -305,7 +456,8 @@ class EmbeddedNode(Node):
                 try:
                     samples = sub.reader.take(N=64)
                 except Exception as e:  # noqa: BLE001 - a sample that cannot be decoded is reported, not fatal
-                    self.logger.error(f"{sub.topic}: could not decode a message: {e}", throttle_s=1.0)
+                    self.logger.error(f"{sub.topic}: could not decode a message: {e}", throttle_s=1.0,
+                                      throttle_key=sub.topic)
                     break
                 for sample in samples:
                     info = sample.sample_info
@@ -326,6 +478,7 @@ class EmbeddedNode(Node):
         if wait > 0:
             self._waitset.wait(int(wait * 1e9))
         for _, _, sub, sample in self._take_all():
+            sub.last_publisher = sample.sample_info.publication_handle
             sub.callback(messages.from_fields(sample, sub.message_type))
         now = time.monotonic()
         for timer in self._timers:
@@ -341,6 +494,9 @@ class EmbeddedNode(Node):
                     ros_timer.callback()
 
     def close(self) -> None:
+        self.logger.attach(None)
+        if self._graph is not None and self._participant is not None:
+            self._graph.leave()
         self._subscriptions.clear()
         self._timers.clear()
         self._ros_timers.clear()

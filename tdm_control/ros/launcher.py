@@ -73,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of both nodes")
     parser.add_argument("--model", help="planner_node.model: 'mujoco' or the path of an .onnx model")
     parser.add_argument("--result", help="the bridge writes its JSON summary here (sim_bridge.result_path)")
+    parser.add_argument("--record", metavar="BAG",
+                        help="record every topic of the loop to this new rosbag2 folder (sim_bridge.record)")
+    parser.add_argument("--record-storage", choices=("mcap", "sqlite3"),
+                        help="the bag's storage (sim_bridge.record_storage; default mcap, as ROS 2 Jazzy)")
+    parser.add_argument("--video", metavar="FILE",
+                        help="film the episodes offscreen into FILE, .mp4 or .gif (sim_bridge.video)")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="any parameter, e.g. planner_node.planner_params.samples=16 (NODE '**' for all)")
     parser.add_argument("--transport", choices=TRANSPORTS, help=f"force a transport (sets {TRANSPORT_ENV})")
@@ -88,6 +94,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                  ("sim_bridge", "mode"): args.mode, ("planner_node", "model"): args.model,
                  ("planner_node", "execution"): args.mode and EXECUTION_FOR_MODE[args.mode],
                  ("sim_bridge", "result_path"): args.result,
+                 ("sim_bridge", "record"): args.record and os.path.abspath(args.record),
+                 ("sim_bridge", "record_storage"): args.record_storage,
+                 ("sim_bridge", "video"): args.video and os.path.abspath(args.video),
                  ("sim_bridge", "seed"): args.seed, ("planner_node", "seed"): args.seed}
     for (node, key), value in shortcuts.items():
         if value is not None:
@@ -99,8 +108,12 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"--set {item!r}: expected NODE.PARAM=VALUE")
         if node not in names and node not in ("**", "/**"):
             raise ConfigError(f"--set {item!r}: unknown node {node!r}; nodes: {', '.join(names)}, or ** for all")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
         for name in (names if node in ("**", "/**") else [node]):
-            out[name][key] = yaml.safe_load(text) if text else ""
+            out[name][key] = value
     return {node: values for node, values in out.items() if values}
 
 
@@ -143,7 +156,9 @@ class Launcher:
         pipe.close()
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The launched loop lives on this machine: its nodes discover each other on loopback unless the
+        # user chose a range (ROS 2 Jazzy's default, SUBNET, would also announce them on the network).
+        env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", **os.environ, "PYTHONUNBUFFERED": "1"}
         if self.transport:
             env[TRANSPORT_ENV] = self.transport
         ros_args = ["--ros-args"] + [a for f in self.params_files for a in ("--params-file", f)]

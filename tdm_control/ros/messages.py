@@ -20,6 +20,39 @@ from typing import Annotated, Any, ClassVar
 int32 = Annotated[int, "int32"]
 uint32 = Annotated[int, "uint32"]
 float64 = Annotated[float, "float64"]
+uint8 = Annotated[int, "uint8"]
+int64 = Annotated[int, "int64"]
+uint64 = Annotated[int, "uint64"]
+boolean = Annotated[bool, "bool"]
+octet = Annotated[int, "byte"]
+"""ROS `byte` (IDL octet): one unsigned byte, typed apart from uint8 in type descriptions."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounded:
+    """`Annotated[str, Bounded(n)]` is ROS `string<=n`; `Annotated[list[T], Bounded(n)]` is `T[<=n]`.
+
+    On the wire a bound changes nothing (CDR writes the length as for unbounded ones); it is part
+    of the type's description, and so of its type hash (`tdm_control.ros.type_hash`).
+    """
+
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+    """`Annotated[list[T], Fixed(n)]` is the ROS array `T[n]`: exactly n items, written without a length."""
+
+    size: int
+
+
+def unwrap(annotation: Any) -> tuple[Any, Bounded | Fixed | None]:
+    """A field annotation without its `Bounded`/`Fixed` marker, and the marker (None without one)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        if extras and isinstance(extras[0], (Bounded, Fixed)):
+            return base, extras[0]
+    return annotation, None
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
 
@@ -193,7 +226,7 @@ def from_fields(source: Any, message_type: type) -> Any:
     hints = field_types(message_type)
     values = {}
     for field in dataclasses.fields(message_type):
-        annotation, value = hints[field.name], getattr(source, field.name)
+        annotation, value = unwrap(hints[field.name])[0], getattr(source, field.name)
         if dataclasses.is_dataclass(annotation):
             value = from_fields(value, annotation)
         elif typing.get_origin(annotation) is list:

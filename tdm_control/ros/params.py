@@ -9,7 +9,15 @@ every `-p` is merged in command-line order (a later value wins), `-p name:=value
 applies to all nodes (`/**`) unless written `-p node:name:=value`, and the node
 then takes the `/**` entries overridden by the entries of its own fully
 qualified name. Nested YAML keys become dotted names (`planner_params.samples`).
-Only the embedded transport needs this module; under rclpy, rcl does the same.
+Only the embedded transport needs this module to read parameters; under rclpy, rcl
+does the same.
+
+Two traps of that precedence are reported, not silent: a `-p name:=value` that the
+node's own entry overrides (`shadowed_overrides`: a warning saying how to write it
+for the node), and a parameter given to all nodes that this node does not have
+(`own_parameters`: ignored with a warning, so `-p steps:=200` meant for the bridge
+does not make the planner refuse its whole configuration; a node-specific unknown
+name stays an error, as a misspelling should).
 """
 
 from __future__ import annotations
@@ -43,6 +51,10 @@ class RosArgs:
     """Topic remappings `-r from:=to`."""
     log_level: str | None = None
     """From `--log-level LEVEL`."""
+    sources: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    """(node pattern, parameter name) -> where its value came from: 'file.yaml' or '-p rule'."""
+    wildcard_rules: list[tuple[str, Any, str]] = dataclasses.field(default_factory=list)
+    """(name, value, rule text) of each `-p name:=value` that applies to all nodes, in command-line order."""
     other: list[str] = dataclasses.field(default_factory=list)
     """Arguments that are not ROS arguments (for the program itself)."""
 
@@ -115,9 +127,11 @@ def read_params_file(path: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _merge(into: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> None:
+def _merge(into: RosArgs, new: dict[str, dict[str, Any]], source: str) -> None:
     for node, params in new.items():
-        into.setdefault(node, {}).update(params)
+        into.overrides.setdefault(node, {}).update(params)
+        for name in params:
+            into.sources[(node, name)] = source
 
 
 def _param_rule(rule: str) -> tuple[str, str, Any]:
@@ -169,9 +183,11 @@ def parse_ros_args(argv: Sequence[str]) -> RosArgs:
             value = args[i + 1]
             if arg in ("-p", "--param"):
                 node, name, parsed = _param_rule(value)
-                _merge(out.overrides, {node: {name: parsed}})
+                _merge(out, {node: {name: parsed}}, f"-p {value}")
+                if node == WILDCARD:
+                    out.wildcard_rules.append((name, parsed, value))
             elif arg == "--params-file":
-                _merge(out.overrides, read_params_file(value))
+                _merge(out, read_params_file(value), value)
             elif arg == "--log-level":
                 out.log_level = value.split(":")[-1].lower()
             else:
@@ -203,6 +219,46 @@ def node_parameters(ros_args: RosArgs, node_fqn: str) -> dict[str, Any]:
     for pattern in (WILDCARD, node_fqn):
         params.update(ros_args.overrides.get(pattern, {}))
     return params
+
+
+def shadowed_overrides(ros_args: RosArgs, node_fqn: str) -> list[str]:
+    """A warning for each `-p name:=value` for all nodes that node `node_fqn`'s own entry overrides."""
+    own = ros_args.overrides.get(node_fqn, {})
+    warnings = []
+    for name, value, rule in ros_args.wildcard_rules:
+        if name in own and own[name] != value:
+            node = node_fqn.rsplit("/", 1)[-1]
+            warnings.append(f"-p {rule} does not reach {node_fqn}: its own entry {name}: {own[name]!r} "
+                            f"(from {ros_args.sources.get((node_fqn, name))}) wins, as in rclcpp; "
+                            f"write -p {node}:{rule} to override it")
+    return warnings
+
+
+def wildcard_names(ros_args: RosArgs, node_fqn: str) -> frozenset[str]:
+    """Parameters node `node_fqn` has only from entries for all nodes ('/**' and plain `-p`)."""
+    return frozenset(set(ros_args.overrides.get(WILDCARD, {})) - set(ros_args.overrides.get(node_fqn, {})))
+
+
+def own_parameters(cls: type, parameters: dict[str, Any], wildcard: frozenset[str] | set[str],
+                   node: str) -> tuple[dict[str, Any], list[str]]:
+    """The parameters meant for a node whose config is dataclass `cls`.
+
+    A parameter set for all nodes (a name in `wildcard`) that `cls` does not have is
+    another node's: it is left out, with a warning (rclcpp nodes ignore overrides they
+    do not declare). Unknown names set for this node itself are kept, so that
+    `config_from_parameters` reports them as errors.
+
+    Returns:
+      (the parameters kept, one warning per parameter left out).
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kept, warnings = {}, []
+    for name, value in parameters.items():
+        if name in wildcard and name.split(".")[0] not in fields:
+            warnings.append(f"parameter {name} (given to all nodes) is not a parameter of {node}: ignored here")
+        else:
+            kept[name] = value
+    return kept, warnings
 
 
 def write_params_file(path: str, parameters: dict[str, dict[str, Any]]) -> None:

@@ -19,7 +19,9 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node as RosNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from tdm_control.config import ConfigError
 from tdm_control.ros.messages import field_types, from_fields
+from tdm_control.ros.params import parse_ros_args, shadowed_overrides, wildcard_names
 from tdm_control.ros.transport import Logger, Node, Publisher, QoS, Subscription
 
 BUILTIN_PARAMETERS = ("start_type_description_service",)
@@ -73,9 +75,9 @@ class _RclpyLogger(Logger):
         self._ros = ros_logger
 
     def _log(self, level: str, message: str, throttle_s: float | None, key: str | None) -> None:
-        if self._throttled(key or message, throttle_s):
-            return
-        getattr(self._ros, "warning" if level == "warn" else level)(message)
+        note = self._admit(key, throttle_s)  # ROS decides the level shown
+        if note is not None:
+            getattr(self._ros, "warning" if level == "warn" else level)(message + note)
 
 
 class RclpyPublisher(Publisher):
@@ -117,6 +119,14 @@ class RclpyNode(Node):
             if key not in BUILTIN_PARAMETERS and not key.startswith(BUILTIN_PREFIXES)
         }
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._declared: set[str] = set()  # the package's parameters (declare_parameters)
+        try:  # rcl read the parameters; which came for all nodes is read again here (best effort)
+            ros = parse_ros_args(argv)
+            fqn = self._node.get_fully_qualified_name()
+            self.wildcard_parameters = wildcard_names(ros, fqn)
+            self.parameter_warnings = tuple(shadowed_overrides(ros, fqn))
+        except ConfigError:  # an argument only rcl knows: no warnings, every parameter counts as the node's
+            pass
 
     def describe_transport(self) -> str:
         rmw = os.environ.get("RMW_IMPLEMENTATION", "default")
@@ -128,6 +138,32 @@ class RclpyNode(Node):
                 continue  # ROS 2 parameters cannot hold None or an untyped empty list
             if not self._node.has_parameter(key):
                 self._node.declare_parameter(key, list(value) if isinstance(value, tuple) else value)
+            self._declared.add(key)
+
+    def accept_parameter_changes(self, names: Sequence[str], handler: Callable[[dict[str, Any]], str | None],
+                                 constraints: str = "") -> None:
+        # rclpy serves the parameters; a set request passes through this callback first (on the spinning
+        # thread), as the embedded transport's parameter services do: `names` go to `handler`, the
+        # package's other parameters are refused as read-only, rclpy's own (use_sim_time, ...) pass.
+        from rcl_interfaces.msg import SetParametersResult
+
+        dynamic = set(names)
+
+        def on_set(parameters: list) -> Any:
+            changes = {}
+            for parameter in parameters:
+                if parameter.name in dynamic:
+                    value = parameter.value
+                    changes[parameter.name] = list(value) if isinstance(value, array.array) else value
+                elif parameter.name in self._declared and parameter.name != "use_sim_time":
+                    return SetParametersResult(successful=False, reason=(
+                        f"parameter '{parameter.name}' is read-only: node {self.name} reads it once at start; "
+                        f"restart the node with the new value (parameters that can change while it runs: "
+                        f"{', '.join(sorted(dynamic)) or 'none'})"))
+            reason = handler(changes) if changes else None
+            return SetParametersResult(successful=reason is None, reason=reason or "")
+
+        self._node.add_on_set_parameters_callback(on_set)
 
     def create_publisher(self, message_type: type, topic: str, qos: QoS) -> Publisher:
         return RclpyPublisher(self._node.create_publisher(ros_class(message_type), topic, ros_qos(qos)))

@@ -59,6 +59,10 @@ class Publisher(abc.ABC):
 
 
 class Subscription(abc.ABC):
+    last_publisher: Any = None
+    """Who wrote the message being handled (set before each callback): an id that differs between
+    publishers (embedded: the DDS writer's instance handle); None where the transport cannot tell."""
+
     @property
     @abc.abstractmethod
     def publisher_count(self) -> int:
@@ -68,9 +72,12 @@ class Subscription(abc.ABC):
 class Logger:
     """Writes '[LEVEL] [wall time] [node]: message' lines.
 
-    `throttle_s` limits how often one call site logs one message: a flood of the same
-    error is logged once per `throttle_s` seconds, a different error at once. Messages
-    that change every time (a duration) pass a fixed `throttle_key` instead.
+    `throttle_s` limits how often one kind of message is logged: a flood of one kind is
+    logged once per `throttle_s` seconds, whatever its text (errors that carry values change
+    their text every time), and the next line of that kind says how many were left out. The
+    kind is the call site, refined by `throttle_key` where one site logs several kinds (each
+    kind of bad input, each subscription). Keys are a fixed set, never message text, so a
+    stream of varying messages can neither bypass the limit nor grow the logger's memory.
     """
 
     LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
@@ -79,22 +86,34 @@ class Logger:
         self.name = name
         self.threshold = self.LEVELS.get(level.lower(), 20)
         self.stream = stream
-        self._last: dict[tuple[str, int, str], float] = {}
+        self._last: dict[tuple[str, int, str], float] = {}  # kind -> when it was last written (s, monotonic)
+        self._suppressed: dict[tuple[str, int, str], int] = {}  # kind -> lines left out since
 
-    def _throttled(self, key: str, throttle_s: float | None) -> bool:
+    def _admit(self, key: str | None, throttle_s: float | None) -> str | None:
+        """None when this line of its kind is left out; else '' or a note of how many were left out."""
         if not throttle_s:
-            return False
-        caller = sys._getframe(3)
-        site = (caller.f_code.co_filename, caller.f_lineno, key)
+            return ""
+        caller = sys._getframe(3)  # the caller of debug/info/warning/error
+        kind = (caller.f_code.co_filename, caller.f_lineno, key or "")
         now = time.monotonic()
-        if now - self._last.get(site, -float("inf")) < throttle_s:
-            return True
-        self._last[site] = now
-        return False
+        last = self._last.get(kind)
+        if last is not None and now - last < throttle_s:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return None
+        self._last[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        if not suppressed:
+            return ""
+        return f" [{suppressed} more like this in the last {now - last:.1f} s not shown]"
 
     def _log(self, level: str, message: str, throttle_s: float | None, key: str | None) -> None:
-        if self.LEVELS[level] < self.threshold or self._throttled(key or message, throttle_s):
+        if self.LEVELS[level] < self.threshold:
             return
+        note = self._admit(key, throttle_s)
+        if note is not None:
+            self._write(level, message + note)
+
+    def _write(self, level: str, message: str) -> None:
         stream = self.stream or sys.stderr
         stream.write(f"[{level.upper()}] [{time.time():.6f}] [{self.name}]: {message}\n")
         stream.flush()
@@ -126,6 +145,12 @@ class Node(abc.ABC):
     """The node's name after remapping."""
     parameters: dict[str, Any]
     """Parameter overrides given to this node (params files, -p), dotted names."""
+    wildcard_parameters: frozenset[str] = frozenset()
+    """Names in `parameters` that were given to all nodes ('/**', plain -p), not to this one: a name the
+    node does not have is another node's (`params.own_parameters`)."""
+    parameter_warnings: tuple[str, ...] = ()
+    """Overrides that do not do what they seem to (a -p for all nodes that this node's own entry
+    overrides); logged at start."""
     logger: Logger
     _shutdown_requested: bool = False
     _interrupted: bool = False
@@ -171,6 +196,17 @@ class Node(abc.ABC):
 
     def declare_parameters(self, values: dict[str, Any]) -> None:
         """Makes the node's effective parameters visible (e.g. to `ros2 param list`)."""
+
+    def accept_parameter_changes(self, names: Sequence[str], handler: Callable[[dict[str, Any]], str | None],
+                                 constraints: str = "") -> None:
+        """Lets the declared parameters `names` change while the node runs (`ros2 param set`).
+
+        `handler(changes)` gets {name: new value} on the spinning thread, validates the changes as the
+        parameter file is validated and applies them, returning None; or returns why they are refused
+        (then nothing changes). Every other parameter is read-only: a request to set one is refused with
+        the reason. `constraints` describes the accepted values (ParameterDescriptor.additional_constraints).
+        A transport without parameter services ignores this.
+        """
 
     def request_shutdown(self) -> None:
         """Makes `spin` return after the current callback."""
@@ -291,7 +327,12 @@ def _on_ctrl_c(node: Node) -> None:
 def make_node(name: str, argv: Sequence[str] | None = None, transport: str | None = None) -> Node:
     """Creates node `name` on the chosen transport, with ROS arguments from `argv` (default sys.argv).
 
-    The first log line says which transport was chosen and why.
+    The first log line says which transport was chosen and why; overrides that are shadowed follow.
+
+    Raises:
+      ConfigError for a bad command line or environment (a missing params file, `-p` without ':=',
+      ROS_DOMAIN_ID out of range), RuntimeError for a forced transport that cannot be used: a node's
+      main reports either with `command_line_error`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen, reason = choose_transport(transport)
@@ -312,4 +353,18 @@ def make_node(name: str, argv: Sequence[str] | None = None, transport: str | Non
             signal.signal(signal.SIGINT, lambda *_: _on_ctrl_c(node))
             signal.signal(signal.SIGTERM, lambda *_: node.request_shutdown())
     node.logger.info(f"transport: {node.transport} ({reason}){node.describe_transport()}")
+    for warning in node.parameter_warnings:
+        node.logger.warning(warning)
     return node
+
+
+USAGE_ERROR = 2
+"""Exit status for a bad command line or environment (as argparse uses)."""
+
+
+def command_line_error(program: str, error: Exception) -> int:
+    """Reports a bad command line or environment in one line on stderr, without a traceback, as
+    argparse does; returns the exit status, `USAGE_ERROR`."""
+    sys.stderr.write(f"{program}: error: {error}\n")
+    sys.stderr.flush()
+    return USAGE_ERROR
