@@ -39,6 +39,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every node of the benchmark runs on this machine: discovery on loopback, nothing sent to the network,
+# unless the caller chose a range.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 sys.path.insert(0, ROOT)
 
 from loop_latency import CONFIG, DEADLINE_S, cpu_model, finish, start, stop_children  # noqa: E402
@@ -106,6 +109,7 @@ def measure(model: str, threads: int, args: argparse.Namespace, folder: str) -> 
     monitor = Monitor()
     planner = start("tdm_control.nodes.planner_node", CONFIG, {"planner_node": {
         "model": model, "execution": "async", "threads": threads, "use_sim_time": True,
+        "action_repeat": args.action_repeat,
         "planner_params": planner_params}}, folder)
     result_path = os.path.join(folder, "bridge.json")
     try:
@@ -179,6 +183,8 @@ def main() -> int:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="planner_node.threads values")
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--steps", type=int, default=1000, help="steps per episode (at most 1000)")
+    parser.add_argument("--action-repeat", type=int, default=2,
+                        help="control steps per model step (the shipped TDM's 2; the ground truth's in EVALUATION)")
     parser.add_argument("--samples", type=int, default=0, help="K; 0: config/cartpole.yaml's")
     parser.add_argument("--horizon", type=int, default=0, help="N; 0: config/cartpole.yaml's")
     args = parser.parse_args()
@@ -187,7 +193,7 @@ def main() -> int:
           f"Python {platform.python_version()}, cyclonedds {importlib.metadata.version('cyclonedds')}")
     print(f"load average before the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"bridge: cartpole_swingup realtime, speed factor 1.0, {args.episodes} episode(s) x {args.steps} steps; "
-          f"planner: async, config/cartpole.yaml's planner"
+          f"planner: async, config/cartpole.yaml's planner, action repeat {args.action_repeat}"
           + (f" with K={args.samples}" if args.samples else "") + (f" N={args.horizon}" if args.horizon else ""))
     print()
     print(" ".join(f"{name:{align}}" for name, align, _ in COLUMNS))

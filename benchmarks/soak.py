@@ -35,6 +35,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Every node of the benchmark runs on this machine: discovery on loopback, nothing sent to the network,
+# unless the caller chose a range.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 sys.path.insert(0, ROOT)
 
 from tdm_control.ros import messages as m  # noqa: E402

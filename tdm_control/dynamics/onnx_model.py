@@ -64,11 +64,13 @@ def make_session(path: str, device: str = "auto", threads: int = 0):
 def resolve_shards(shards: int, threads: int, device: str) -> int:
     """How many candidate blocks a TDM decodes side by side, one thread each.
 
-    The decoder's network calls are small (one token for K candidates); measured on 2 cores
-    (benchmarks/tdm_speed.py), two threads each decoding half the candidates with a single-threaded
-    ORT call plan about 1.6x faster than one call using ORT's two intra-op threads. So: `shards` when
-    given (>= 1); else 1 when the caller asked for one thread (grids run one episode per core) or
-    may run on CUDA (one device, which batching serves better), else one per core, at most 4.
+    The decoder's network calls are small (one token for K candidates). Measured on 2 quiet cores
+    (benchmarks/tdm_speed.py, BENCHMARKS.md): two threads each decoding half the candidates with a
+    single-threaded ORT call plan 1.12x (K = 64, N = 75) to 1.23x (K = 128, N = 50) faster than one
+    call using ORT's two intra-op threads, and without ORT's spinning threads, which would compete
+    with the executor and the bridge (1.7x on a loaded machine). So: `shards` when given
+    (>= 1); else 1 when the caller asked for one thread (grids run one episode per core) or may run
+    on CUDA (one device, which batching serves better), else one per core, at most 4.
     """
     if shards < 0:
         raise ConfigError(f"shards must be >= 0 (0: automatic), got {shards}")
