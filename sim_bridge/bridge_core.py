@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from tdm_control import topics
 from tdm_control.config import ConfigError, check
 from tdm_control.nodes.joints import BadInput, CommandLayout
 from tdm_control.tasks import make_task
@@ -50,13 +51,13 @@ class BridgeConfig:
     """lockstep: wall-clock seconds between re-sends of a state that has no answer yet (discovery, lost packets)."""
     progress_period: int = 100
     """Steps between progress log lines; 0 for none."""
-    joint_states_topic: str = "/joint_states"
+    joint_states_topic: str = topics.JOINT_STATES
     """sensor_msgs/JointState out: positions, velocities, efforts of every joint, stamped with sim time."""
-    command_topic: str = "/effort_controller/commands"
+    command_topic: str = topics.COMMANDS
     """std_msgs/Float64MultiArray in: torques (N·m; N for slide joints) in `joints` order."""
-    clock_topic: str = "/clock"
+    clock_topic: str = topics.CLOCK
     """rosgraph_msgs/Clock out: simulation time, 0 at the start of each episode."""
-    reward_topic: str = "/reward"
+    reward_topic: str = topics.REWARD
     """std_msgs/Float64 out: the task reward of each step."""
     episode_topic: str = "~/episode"
     """std_msgs/Int32 out (latched): the index of the running episode."""

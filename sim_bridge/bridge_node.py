@@ -153,11 +153,7 @@ class BridgeNode:
         now = time.monotonic()
         self.note_command_writer()
         if not self.lockstep:
-            error = self.core.receive(message.data, now)
-            if error:
-                self.bad_commands += 1
-                self.log.error(f"bad command on {self.config.command_topic}: {error}; applying zero torque",
-                               throttle_s=1.0, throttle_key=self.core.error_kind)
+            self.report_bad_command(self.core.receive(message.data, now))
             return
         if self.awaiting_since is None:
             self.log.warning("command received while no state awaits one (episodes over); ignored", throttle_s=5.0)
@@ -170,11 +166,15 @@ class BridgeNode:
             self.finish_episode(interrupted=True)
             return
         torque, error = self.core.torque(message.data)
+        self.report_bad_command(error)
+        self.advance(torque)
+
+    def report_bad_command(self, error: str | None) -> None:
+        """Counts and logs (throttled by its kind) a command that was replaced by zero torque; None: a good one."""
         if error:
             self.bad_commands += 1
             self.log.error(f"bad command on {self.config.command_topic}: {error}; applying zero torque",
                            throttle_s=1.0, throttle_key=self.core.error_kind)
-        self.advance(torque)
 
     def republish(self) -> None:
         """lockstep: re-sends the state that has no answer yet (the first one may precede discovery)."""

@@ -47,12 +47,15 @@ class Controller:
     def last_plan(self) -> PlanInfo | None:
         return self.planner.last
 
-    def act(self, positions: np.ndarray, velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def act(self, positions: np.ndarray, velocities: np.ndarray,
+            obs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Plans one step.
 
         Args:
           positions: (J,) joint positions in `task.joint_names` order (m or rad).
           velocities: (J,) joint velocities (m/s or rad/s).
+          obs: (n,) `task.observation(positions, velocities)` when the caller has built it already
+            (the planner node's check before planning does); None builds it here.
 
         Returns:
           action (m,) in [-1, 1] and torque (m,) in N·m (N for slide joints).
@@ -61,7 +64,8 @@ class Controller:
             self._held_for += 1
             self.last_latency, self.planned = 0.0, False
             return self._previous_action, self.task.action_to_torque(self._previous_action)
-        obs = self.task.observation(positions, velocities)  # (n,)
+        if obs is None:
+            obs = self.task.observation(positions, velocities)  # (n,)
         if self._previous_action is None:
             reward = 0.0
         else:

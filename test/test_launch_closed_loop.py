@@ -24,6 +24,8 @@ from tdm_control.ros.transport import QoS
 SMALL = {"samples": 16, "horizon": 8}
 STEPS = 200
 EPISODES = 2
+MAX_PLAN_AGE_S = 1.0
+"""async: seconds (node clock) a played plan may be older than its state: the parameter the test sets."""
 
 
 def launch(*args: str) -> NodeProcess:
@@ -113,7 +115,8 @@ def test_realtime_closed_loop_with_async_planning_completes_an_episode(tmp_path,
     result_path = tmp_path / "result.json"
     launcher = launch("--mode", "realtime", "--steps", str(steps), "--episodes", "1", "--result", str(result_path),
                       "--model", "mujoco", "--set", "planner_node.planner_params.samples=16",
-                      "--set", "planner_node.planner_params.horizon=20")
+                      "--set", "planner_node.planner_params.horizon=20",
+                      "--set", f"planner_node.max_plan_age={MAX_PLAN_AGE_S}")
     try:
         spin_until(probe, lambda: launcher.process.poll() is not None, timeout=120, what="the episode")
         assert launcher.wait() == 0, launcher.output
@@ -130,8 +133,10 @@ def test_realtime_closed_loop_with_async_planning_completes_an_episode(tmp_path,
         assert plan.joint_names == ["slider"] and len(plan.points) == 20
         assert [p.time_from_start.to_ns() for p in plan.points] == [i * 10_000_000 for i in range(20)]
         assert all(len(p.effort) == 1 and math.isfinite(p.effort[0]) for p in plan.points)
+    # The executor's contract, on the node's clock (simulation time, not wall time): a tick that plays a
+    # plan plays one planned from a state no older than max_plan_age, never from the future.
     played = [t.data for t in ticks if t.data[2] == 0]  # status ok: a plan was played
-    assert played and all(0 <= time_s - stamp_s <= 1.0 for time_s, stamp_s, _ in played)  # max_plan_age
+    assert played and all(0 <= time_s - stamp_s <= MAX_PLAN_AGE_S for time_s, stamp_s, _ in played)
 
 
 def test_ctrl_c_stops_every_node_cleanly(ros_domain):  # noqa: F811

@@ -42,6 +42,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from tdm_control import topics
 from tdm_control.config import check
 from tdm_control.files import write_json
 from tdm_control.nodes.joints import BadInput, CommandLayout, JointStateReader
@@ -76,15 +77,15 @@ class ImportConfig:
     """Seconds between two joint-state stamps beyond which an episode ends; 0: 2.5 control timesteps."""
     min_steps: int = 10
     """Dataset steps an episode needs to be kept; a bag with none that long is refused."""
-    joint_states_topic: str = "/joint_states"
+    joint_states_topic: str = topics.JOINT_STATES
     """sensor_msgs/JointState (required)."""
-    command_topic: str = "/effort_controller/commands"
+    command_topic: str = topics.COMMANDS
     """std_msgs/Float64MultiArray effort commands in `joints` order, N·m (N for slide joints) (required)."""
-    reward_topic: str = "/reward"
+    reward_topic: str = topics.REWARD
     """std_msgs/Float64 reward of each step (optional: else the task reward)."""
-    episode_topic: str = "/sim_bridge/episode"
+    episode_topic: str = topics.EPISODE
     """std_msgs/Int32 episode announcements (optional)."""
-    clock_topic: str = "/clock"
+    clock_topic: str = topics.CLOCK
     """rosgraph_msgs/Clock (optional): a clock that goes back starts an episode."""
 
     def __post_init__(self) -> None:

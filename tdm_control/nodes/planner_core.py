@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tdm_control import topics
 from tdm_control.config import ConfigError, check
 from tdm_control.controller import Controller, build_controller
 from tdm_control.dynamics import make_dynamics
@@ -91,11 +92,11 @@ class PlannerNodeConfig:
     1 leaves a core to the executor and the bridge."""
     joints: tuple[str, ...] = ()
     """Actuated joints in the order of the command array (ros2_control `joints`); empty: actuator order."""
-    joint_states_topic: str = "/joint_states"
+    joint_states_topic: str = topics.JOINT_STATES
     """sensor_msgs/JointState in (best-effort, newest only), joints mapped by name."""
-    command_topic: str = "/effort_controller/commands"
+    command_topic: str = topics.COMMANDS
     """std_msgs/Float64MultiArray out: torques (N·m; N for slide joints) in `joints` order."""
-    episode_topic: str = "/sim_bridge/episode"
+    episode_topic: str = topics.EPISODE
     """std_msgs/Int32 in (latched): the running episode; empty: a stamp going back starts an episode."""
     planning_info_topic: str = "~/planning_info"
     """std_msgs/Float64MultiArray out, one per command (async: per new plan): [state stamp (s),
@@ -294,7 +295,7 @@ class PlannerCore:
             answer.error, answer.kind = f"cannot plan, bad configuration: {self.error}", "bad configuration"
             return answer
         try:
-            q, v, _ = self.reader.observe(names, positions, velocities)  # (J,), (J,), (n,)
+            q, v, obs = self.reader.observe(names, positions, velocities)  # (J,), (J,), (n,)
         except BadInput as e:
             answer.error, answer.kind = str(e), e.kind
             return answer
@@ -305,7 +306,7 @@ class PlannerCore:
             elif self._retuned:
                 self.controller.planner = retuned_planner(self.controller.planner, self.config, self.task.action_size)
             self._retuned = False
-            _, torque = self.controller.act(q, v)  # (m,) N·m, actuator order
+            _, torque = self.controller.act(q, v, obs)  # (m,) N·m, actuator order
         except Exception as e:  # noqa: BLE001 - out of memory, a model error: this state still gets an answer
             answer.error, answer.kind = f"planning failed: {one_line(e)}", "planning failed"
             return answer

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from tdm_control import topics
+
 STALE_RUN = 3
 """Stale states in a row after which the last taken stamp is judged bad and dropped. One or two
 can be stragglers of a restarted bridge that overtook its episode announcement."""
@@ -59,7 +61,7 @@ class StampPolicy:
       stale_run: see `STALE_RUN`.
     """
 
-    def __init__(self, uses_episode_topic: bool, topic: str = "/joint_states", stale_run: int = STALE_RUN) -> None:
+    def __init__(self, uses_episode_topic: bool, topic: str = topics.JOINT_STATES, stale_run: int = STALE_RUN) -> None:
         self.uses_episode_topic = uses_episode_topic
         self.topic = topic
         self.stale_run = stale_run
