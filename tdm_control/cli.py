@@ -50,9 +50,27 @@ def _model(text: str) -> str:
         f"invalid model {text!r}: choose one of {', '.join(MODELS)} or give a path to an exported .onnx file")
 
 
+def _task(text: str) -> str:
+    """argparse type of --task: a registered task, or a variant '<task>~v<seed>'."""
+    from tdm_control.tasks.variants import SEPARATOR, parse_variant_name
+
+    if SEPARATOR in text:
+        try:
+            parse_variant_name(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    elif text not in TASKS:
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}: choose one of {', '.join(sorted(TASKS))}, or a "
+                                         f"variant '<task>{SEPARATOR}<seed>'")
+    return text
+
+
+TASK_HELP = f"task: {', '.join(sorted(TASKS))}, or a randomized variant, e.g. cartpole_swingup~v17"
+
+
 def _add_episode_arguments(p: argparse.ArgumentParser) -> None:
     """Task, model, planner and seed: what defines the episodes of `eval` and `audit`."""
-    p.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
+    p.add_argument("--task", type=_task, default="cartpole_swingup", help=TASK_HELP)
     p.add_argument("--model", type=_model, default="mujoco",
                    help=f"dynamics model: {', '.join(MODELS)}, a path to an exported .onnx file, or "
                         f"several joined by '+' (an ensemble)")
@@ -112,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     pe = sub.add_parser("prediction-error", help="open-loop prediction error of models against the simulator")
-    pe.add_argument("--task", choices=sorted(TASKS), default="cartpole_swingup")
+    pe.add_argument("--task", type=_task, default="cartpole_swingup", help=TASK_HELP)
     pe.add_argument("--model", type=_model, action="append", required=True,
                     help="a model to measure; repeat for several (label with NAME=MODEL)")
     pe.add_argument("--horizon", type=int, default=100, help="model steps predicted")

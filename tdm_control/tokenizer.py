@@ -13,12 +13,25 @@ is laid out as
 so conditioning on (history, o_t) predicts r_t, on (history, o_t, r_t) the
 action (a behaviour-cloning policy), and on (history, o_t, r_t, a_t) the next
 observation (the dynamics model).
+
+Each token also carries its *local position*, an index into the model's table
+of places in a step (Gato's local position encoding). The table has N
+observation places, the reward, the separator and M action places:
+
+    local index:  0 .. N-1 (o)   N (r)   N+1 (sep)   N+2 .. N+1+M (a)
+
+A specialist has N = n and M = m, so the local position is just the place in
+the step. A generalist trained on environments of several sizes has N and M of
+the largest; an environment with fewer scalars leaves the rest unused, and a
+token's local index always says what it stands for (the i-th observation, the
+reward, ...), whatever the environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 
 import numpy as np
 
@@ -46,6 +59,10 @@ class Tokenizer:
     """M: values of magnitude M map to +-1 before clipping."""
     bins: int = 1024
     """Uniform bins over [-1, 1] in the companded space."""
+    observation_slots: int = 0
+    """N, observation places in the model's local-position table (a generalist's largest n); 0: n."""
+    action_slots: int = 0
+    """M, action places in the local-position table (a generalist's largest m); 0: m."""
 
     def __post_init__(self) -> None:
         if self.observation_size < 1 or self.action_size < 1:
@@ -53,6 +70,41 @@ class Tokenizer:
                              f"m={self.action_size}")
         if self.bins < 2:
             raise ValueError(f"need at least 2 bins, got {self.bins}")
+        # 0 means this layout's own size: stored as that size, so equal tokenizers compare equal.
+        object.__setattr__(self, "observation_slots", self.observation_slots or self.observation_size)
+        object.__setattr__(self, "action_slots", self.action_slots or self.action_size)
+        n, m = self.slots
+        if n < self.observation_size or m < self.action_size:
+            raise ValueError(f"a step of n={self.observation_size} observations and m={self.action_size} actions "
+                             f"does not fit a model with {n} observation and {m} action places")
+
+    # ------------------------------------------------------ local positions
+    @property
+    def slots(self) -> tuple[int, int]:
+        """(N, M): observation and action places of the local-position table."""
+        return self.observation_slots, self.action_slots
+
+    @property
+    def local_size(self) -> int:
+        """Entries of the model's local-position table: N + 1 + 1 + M."""
+        n, m = self.slots
+        return n + 2 + m
+
+    @functools.cached_property
+    def local(self) -> np.ndarray:
+        """(step_tokens,) int64 local index of each place in this layout's step (see the module docstring)."""
+        n_slots, _ = self.slots
+        n, m = self.observation_size, self.action_size
+        return np.concatenate([np.arange(n), [n_slots, n_slots + 1], n_slots + 2 + np.arange(m)]).astype(np.int64)
+
+    def local_positions(self, count: int, start: int = 0) -> np.ndarray:
+        """(count,) local indices of `count` consecutive tokens, the first at place `start` of a step."""
+        return self.local[(start + np.arange(count)) % self.step_tokens]
+
+    def local_roles(self) -> np.ndarray:
+        """(local_size,) the Role of each local index: the same for every layout of these slots."""
+        n, m = self.slots
+        return np.array([Role.OBSERVATION] * n + [Role.REWARD, Role.SEPARATOR] + [Role.ACTION] * m, dtype=np.int64)
 
     # ------------------------------------------------------------- vocabulary
     @property
@@ -157,10 +209,22 @@ class Tokenizer:
         return (self.decode(steps[..., :n]), self.decode(steps[..., n]),
                 self.decode(steps[..., self.action_offset:]))
 
+    @classmethod
+    def from_description(cls, settings: dict, observation_size: int | None = None,
+                         action_size: int | None = None) -> Tokenizer:
+        """The tokenizer `describe()` recorded (models exported before slots existed: a specialist's),
+        or, with sizes given, the same model's tokenizer for a layout of those sizes (a generalist's task)."""
+        return cls(settings["observation_size"] if observation_size is None else observation_size,
+                   settings["action_size"] if action_size is None else action_size,
+                   mu=settings["mu"], max_value=settings["max_value"], bins=settings["bins"],
+                   observation_slots=settings.get("observation_slots", settings["observation_size"]),
+                   action_slots=settings.get("action_slots", settings["action_size"]))
+
     def describe(self) -> dict:
         """Settings a model file records, JSON-serialisable."""
         return {"mu": self.mu, "max_value": self.max_value, "bins": self.bins,
                 "separator": self.separator, "vocab_size": self.vocab_size,
                 "observation_size": self.observation_size, "action_size": self.action_size,
+                "observation_slots": self.slots[0], "action_slots": self.slots[1],
                 "step_layout": ["observation"] * self.observation_size + ["reward", "separator"]
                 + ["action"] * self.action_size}

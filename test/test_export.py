@@ -46,7 +46,7 @@ def test_parity_check_catches_a_graph_that_is_not_the_model(tiny_model, tmp_path
     from tdm_control.tokenizer import Tokenizer
 
     with pytest.raises(ExportError, match="logits differ"):
-        parity_check(model, path, Tokenizer(5, 1), checkpoint, pipeline.export_config())
+        parity_check(model, path, Tokenizer(5, 1), checkpoint["dataset_dir"], pipeline.export_config())
 
 
 def test_metadata_describes_the_model(tiny_model, tasks):

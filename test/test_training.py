@@ -141,7 +141,7 @@ def test_a_tiny_model_learns(tiny_model):
 
     data = prepare_data(pipeline.data_dir, pipeline.train_config(), pipeline.model_config())
     torch.manual_seed(0)
-    untrained = evaluate_loss(TDM(pipeline.model_config()), data.validation, data.tokenizer, torch.device("cpu"))
+    untrained = evaluate_loss(TDM(pipeline.model_config()), data.validation, torch.device("cpu"))
     trained = checkpoint["metrics"]
     assert checkpoint["step"] == 40
     assert untrained["loss"] > 6.5  # about ln(1025): uniform guesses
@@ -394,7 +394,8 @@ def test_folder_weights_set_each_folders_share_of_windows():
     from training.train import TrainConfig, folder_shares
 
     def episode(length, value):
-        return TokenizedEpisode(np.full(length, value), np.zeros(length, dtype=np.int64), np.ones(length, np.float32))
+        zeros = np.zeros(length, dtype=np.int64)
+        return TokenizedEpisode(np.full(length, value), zeros, np.ones(length, np.float32), zeros)
 
     # Folder 0 holds 3 long episodes (301 tokens each), folder 1 one short one (101 tokens).
     episodes = [episode(301, 0), episode(301, 0), episode(301, 0), episode(101, 1)]

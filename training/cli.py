@@ -127,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
         from training.collect import collect
 
         overrides = {k: v for k, v in (("episodes", args.episodes), ("workers", args.workers)) if v is not None}
-        done = collect(pipeline.collect_config(**overrides), pipeline.data_dir, show_progress=progress)
-        print(f"collected {len(done)} new episodes into {pipeline.data_dir}")
+        for task, folder in pipeline.collected:
+            done = collect(pipeline.collect_config(task, **overrides), folder, show_progress=progress)
+            print(f"collected {len(done)} new episodes into {folder}")
     if args.command in ("fit", "all"):
         overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
         if pipeline.kind == "tdm":

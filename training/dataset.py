@@ -116,22 +116,49 @@ def dataset_folders(data_dirs: str | Sequence[str]) -> list[str]:
     return [data_dirs] if isinstance(data_dirs, str) else list(data_dirs)
 
 
-def load_datasets(data_dirs: str | Sequence[str]) -> tuple[dict[str, Any], list[Episode]]:
+GENERALIST = "generalist"
+"""The task name of data pooled across tasks, and of the checkpoints trained on it."""
+
+
+def generalist_task(tasks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The task description of data pooled across `tasks` (their `Task.describe()`s), each listed once."""
+    environments: list[dict[str, Any]] = []
+    for t in tasks:
+        if t not in environments:
+            environments.append(t)
+    return {"task": GENERALIST, "environments": environments}
+
+
+def is_generalist(task: dict[str, Any]) -> bool:
+    """Whether a dataset's or checkpoint's task description is pooled across tasks."""
+    return "environments" in task
+
+
+def load_datasets(data_dirs: str | Sequence[str],
+                  across_tasks: bool = False) -> tuple[dict[str, Any], list[Episode]]:
     """One folder's metadata and episodes, or several folders' episodes in folder order.
 
-    A model trains on one task at one dataset step, so every folder must describe
+    A specialist trains on one task at one dataset step, so every folder must describe
     the same task and action repeat (their data policies may differ: that is the
     point of adding a folder). The metadata returned is the first folder's.
+
+    With `across_tasks` (a generalist) the folders may hold different tasks; their
+    action repeat must still agree (one model step). When they do differ, the metadata
+    returned is the first folder's with `task` the pooled description
+    (`generalist_task`) and `folders` every folder's own metadata, in order.
     """
     folders = dataset_folders(data_dirs)
     if not folders:
         raise TrainingError("no dataset folder given")
     meta, episodes = load_dataset(folders[0])
+    metas = [meta]
     for source, folder in enumerate(folders[1:], start=1):
         other, more = load_dataset(folder)
-        if other["task"] != meta["task"]:
+        metas.append(other)
+        if other["task"] != meta["task"] and not across_tasks:
             raise TrainingError(f"{folder} holds {other['task'].get('task')!r} data with another task description "
-                                f"than {folders[0]} ({meta['task'].get('task')!r}); train on one task's folders only")
+                                f"than {folders[0]} ({meta['task'].get('task')!r}); train on one task's folders "
+                                f"only, or pretrain a generalist (a pipeline with `tasks:`)")
         if action_repeat(other) != action_repeat(meta):
             raise TrainingError(f"{folder} holds one action per {action_repeat(other)} control steps, {folders[0]} "
                                 f"per {action_repeat(meta)}; a model trains on one dataset step, so collect the "
@@ -139,6 +166,8 @@ def load_datasets(data_dirs: str | Sequence[str]) -> tuple[dict[str, Any], list[
         for episode in more:
             episode.source = source
         episodes += more
+    if any(m["task"] != meta["task"] for m in metas):
+        meta = {**meta, "task": generalist_task([m["task"] for m in metas]), "folders": metas}
     return meta, episodes
 
 
@@ -156,8 +185,9 @@ class TokenizedEpisode:
     """An episode as one token stream with, per token, its role, place in the step and loss weight."""
 
     tokens: np.ndarray  # (L,) int64
-    local: np.ndarray  # (L,) int64 position within the step layout
+    local: np.ndarray  # (L,) int64 local position (Tokenizer.local: the place in the step, by role)
     weight: np.ndarray  # (L,) float32 loss weight of predicting this token (0: not a target)
+    role: np.ndarray  # (L,) int64 Role of each token
 
 
 def falling_steps(rewards: np.ndarray, lead_steps: int, success_reward: float = 0.9,
@@ -195,8 +225,8 @@ def tokenize_episode(tokenizer: Tokenizer, episode: Episode, action_weight_by_po
                            tokenizer.encode(episode.rewards[t:t + 1])])  # (n + 1,)
     tokens = np.concatenate([steps, tail])
     s = tokenizer.step_tokens
-    local = np.arange(len(tokens)) % s
-    roles = tokenizer.roles()[local]
+    local = tokenizer.local_positions(len(tokens))
+    roles = tokenizer.roles()[np.arange(len(tokens)) % s]
     weight = np.zeros(len(tokens), dtype=np.float32)
     is_dynamics = (roles == Role.OBSERVATION) | (roles == Role.REWARD)
     step_of_token = np.arange(len(tokens)) // s  # the tail's tokens fall in step T
@@ -206,7 +236,7 @@ def tokenize_episode(tokenizer: Tokenizer, episode: Episode, action_weight_by_po
     per_step = np.repeat(action_w, s)  # (T * S,)
     is_action = roles[: t * s] == Role.ACTION
     weight[: t * s][is_action] = per_step[is_action]
-    return TokenizedEpisode(tokens.astype(np.int64), local.astype(np.int64), weight)
+    return TokenizedEpisode(tokens.astype(np.int64), local.astype(np.int64), weight, roles.astype(np.int64))
 
 
 class WindowSampler:
@@ -233,35 +263,29 @@ class WindowSampler:
         self._starts = starts
 
     def batch(self, size: int, step: int, rank: int = 0) -> tuple[np.ndarray, ...]:
-        """tokens (B, C), local (B, C), targets (B, C), weights (B, C) for optimiser step `step`."""
+        """tokens (B, C), local (B, C), targets (B, C), weights (B, C) and the Role of each target (B, C)
+        for optimiser step `step`."""
         rng = np.random.default_rng([self.seed, rank, step])
         which = rng.choice(len(self.episodes), size=size, p=self._probabilities)
         offsets = (rng.random(size) * (self._starts[which] + 1)).astype(np.int64)
-        c = self.context
-        tokens = np.empty((size, c), dtype=np.int64)  # (B, C)
-        local = np.empty((size, c), dtype=np.int64)
-        targets = np.empty((size, c), dtype=np.int64)
-        weights = np.empty((size, c), dtype=np.float32)
-        for i, (e, o) in enumerate(zip(which, offsets)):
-            ep = self.episodes[e]
-            tokens[i] = ep.tokens[o:o + c]
-            local[i] = ep.local[o:o + c]
-            targets[i] = ep.tokens[o + 1:o + c + 1]
-            weights[i] = ep.weight[o + 1:o + c + 1]
-        return tokens, local, targets, weights
+        return self._windows(list(zip(which, offsets)))
 
     def all_windows(self, stride: int) -> tuple[np.ndarray, ...]:
-        """Every window at the given stride, for a fixed validation set."""
-        rows = [(e, o) for e, ep in enumerate(self.episodes)
-                for o in range(0, len(ep.tokens) - self.context - 1, stride)]
+        """Every window at the given stride, for a fixed validation set (arrays as `batch`)."""
+        return self._windows([(e, o) for e, ep in enumerate(self.episodes)
+                              for o in range(0, len(ep.tokens) - self.context - 1, stride)])
+
+    def _windows(self, rows: list[tuple[int, int]]) -> tuple[np.ndarray, ...]:
+        """The windows of (episode, first token) `rows`: tokens, local, targets, weights, target roles."""
         c = self.context
-        out = [np.empty((len(rows), c), dtype=np.int64) for _ in range(3)] + [
-            np.empty((len(rows), c), dtype=np.float32)]
+        tokens, local, targets, roles = (np.empty((len(rows), c), dtype=np.int64) for _ in range(4))  # (B, C)
+        weights = np.empty((len(rows), c), dtype=np.float32)
         for i, (e, o) in enumerate(rows):
             ep = self.episodes[e]
-            out[0][i], out[1][i] = ep.tokens[o:o + c], ep.local[o:o + c]
-            out[2][i], out[3][i] = ep.tokens[o + 1:o + c + 1], ep.weight[o + 1:o + c + 1]
-        return tuple(out)
+            tokens[i], local[i] = ep.tokens[o:o + c], ep.local[o:o + c]
+            targets[i], weights[i], roles[i] = ep.tokens[o + 1:o + c + 1], ep.weight[o + 1:o + c + 1], \
+                ep.role[o + 1:o + c + 1]
+        return tokens, local, targets, weights, roles
 
 
 def lost_and_recovered(rewards: np.ndarray, success_reward: float, lost_reward: float) -> tuple[bool, bool]:

@@ -29,7 +29,7 @@ from tdm_control.dynamics.onnx_model import make_session
 from tdm_control.dynamics.tdm_decoder import RingCache, TDMDecoder
 from tdm_control.history import History
 from tdm_control.tokenizer import Tokenizer
-from training.dataset import load_dataset
+from training.dataset import is_generalist, load_dataset, read_metadata
 from training.model import TDM, IncrementalTDM, TDMConfig
 from training.train import load_checkpoint, model_from_checkpoint
 
@@ -134,9 +134,7 @@ def export(checkpoint_path: str, out_path: str, config: ExportConfig = ExportCon
     """Exports the checkpoint to `out_path` after the parity check; returns the check's numbers."""
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint)
-    tok = checkpoint["tokenizer"]
-    tokenizer = Tokenizer(tok["observation_size"], tok["action_size"], mu=tok["mu"], max_value=tok["max_value"],
-                          bins=tok["bins"])
+    tokenizer = Tokenizer.from_description(checkpoint["tokenizer"])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.tmp{os.getpid()}.onnx"
     try:
@@ -147,7 +145,12 @@ def export(checkpoint_path: str, out_path: str, config: ExportConfig = ExportCon
                    "action_repeat": checkpoint.get("action_repeat", 1),
                    "validation": {k: v for k, v in checkpoint.get("metrics", {}).items() if k.startswith("val_")}})
         write_metadata(tmp, metadata)
-        report = parity_check(model, tmp, tokenizer, checkpoint, config)
+        layouts = parity_layouts(checkpoint, tokenizer)
+        checks = [parity_check(model, tmp, layout, folder, config) for folder, layout in layouts]
+        report = {"max_logit_delta": max(c["max_logit_delta"] for c in checks),
+                  "greedy_tokens_compared": sum(c["greedy_tokens_compared"] for c in checks),
+                  "greedy_mismatches": 0,
+                  "layouts": [[t.observation_size, t.action_size] for _, t in layouts]}
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):
@@ -155,15 +158,32 @@ def export(checkpoint_path: str, out_path: str, config: ExportConfig = ExportCon
     return {"path": out_path, "bytes": os.path.getsize(out_path), **report}
 
 
-def parity_check(model: TDM, path: str, tokenizer: Tokenizer, checkpoint: dict[str, Any],
+def parity_layouts(checkpoint: dict[str, Any], tokenizer: Tokenizer) -> list[tuple[str | None, Tokenizer]]:
+    """(dataset folder or None, tokenizer) for each step layout the checkpoint was trained on: one for
+    a specialist, one per distinct (n, m) of a generalist's environments (first folder holding it)."""
+    task = checkpoint["task"]
+    if not is_generalist(task):
+        return [(checkpoint.get("dataset_dir"), tokenizer)]
+    folders = {}
+    for folder in checkpoint.get("dataset_dirs", []):
+        if os.path.isdir(folder):
+            t = read_metadata(folder)["task"]
+            folders.setdefault((t["observation_size"], t["action_size"]), folder)
+    sizes = dict.fromkeys((e["observation_size"], e["action_size"]) for e in task["environments"])
+    return [(folders.get(size), dataclasses.replace(tokenizer, observation_size=size[0], action_size=size[1]))
+            for size in sizes]
+
+
+def parity_check(model: TDM, path: str, tokenizer: Tokenizer, folder: str | None,
                  config: ExportConfig) -> dict[str, Any]:
-    """Raises ExportError unless ONNX Runtime reproduces the torch model (see module docstring)."""
+    """Raises ExportError unless ONNX Runtime reproduces the torch model (see module docstring) on the step
+    layout of `tokenizer`, with an episode of dataset `folder` when it is at hand."""
     session = make_session(path, device="cpu")
     rng = np.random.default_rng(0)
     # 1. Logits on a real token stream when the dataset is at hand, else on a random valid layout.
-    obs, rewards, actions = _parity_episode(checkpoint, tokenizer, rng)
+    obs, rewards, actions = _parity_episode(folder, tokenizer, rng)
     steps = tokenizer.tokenize_steps(obs[None], rewards[None], actions[None])[0][: config.parity_tokens]
-    local = (np.arange(len(steps)) % tokenizer.step_tokens).astype(np.int64)
+    local = tokenizer.local_positions(len(steps))
     delta = check_logits(model, session, tokenizer, steps.astype(np.int64), local)
     if not delta <= config.max_logit_delta:
         raise ExportError(f"ONNX logits differ from torch by up to {delta:.3g} > {config.max_logit_delta}")
@@ -185,8 +205,7 @@ def parity_check(model: TDM, path: str, tokenizer: Tokenizer, checkpoint: dict[s
             "greedy_mismatches": 0}
 
 
-def _parity_episode(checkpoint: dict[str, Any], tokenizer: Tokenizer, rng: np.random.Generator):
-    folder = checkpoint.get("dataset_dir")
+def _parity_episode(folder: str | None, tokenizer: Tokenizer, rng: np.random.Generator):
     if folder and os.path.isdir(folder):
         _, episodes = load_dataset(folder)
         e = episodes[-1]

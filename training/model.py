@@ -34,7 +34,12 @@ class TDMConfig:
     vocab_size: int = 1025
     """Token ids: value bins plus the separator."""
     step_tokens: int = 8
-    """Tokens per environment step (n + 1 + 1 + m); sizes the local-position table."""
+    """Entries of the local-position table: tokens per environment step (n + 1 + 1 + m) for a
+    specialist, N + 1 + 1 + M for a generalist (see `tdm_control.tokenizer`)."""
+    observation_slots: int = 0
+    """N, observation places of the local-position table: a generalist's largest n; 0: a specialist's n."""
+    action_slots: int = 0
+    """M, action places of the local-position table: a generalist's largest m; 0: a specialist's m."""
     context_tokens: int = 64
     """C: the attention window, tokens a token attends to (itself included)."""
     d_model: int = 128
@@ -63,6 +68,10 @@ class TDMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.value_octaves < 0:
             raise ValueError(f"value_octaves must be >= 0, got {self.value_octaves}")
+        if (self.observation_slots or self.action_slots) and \
+                self.step_tokens != self.observation_slots + 2 + self.action_slots:
+            raise ValueError(f"step_tokens {self.step_tokens} must be observation_slots {self.observation_slots} "
+                             f"+ 2 + action_slots {self.action_slots}")
 
     @property
     def head_dim(self) -> int:

@@ -28,14 +28,18 @@ KINDS = ("tdm", "mlp_delta", "mlp_tokenized")
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    task: str
-    """Registered task the model is for."""
     data_dir: str
-    """Dataset folder: `tdm-train collect` fills it."""
+    """Dataset folder: `tdm-train collect` fills it (a generalist's: one sub-folder per task)."""
     run_dir: str
     """Checkpoint and TensorBoard folder."""
     model_path: str
     """Where the exported ONNX model goes."""
+    task: str = ""
+    """Registered task the model is for (a specialist)."""
+    tasks: tuple[str, ...] = ()
+    """Instead of `task`, a generalist: the registered tasks (or variants, `cartpole_swingup~v3`) it is
+    pretrained on, each collected with `collect` into data_dir/<task>. Its local-position table has
+    the largest n and m of them unless model.observation_slots/action_slots say more."""
     extra_data_dirs: tuple[str, ...] = ()
     """More dataset folders trained on beside data_dir, each collected by its own config
     (same task and action repeat, any data policy)."""
@@ -51,7 +55,11 @@ class PipelineConfig:
     """ExportConfig keys."""
 
     def __post_init__(self) -> None:
+        check(bool(self.task) != bool(self.tasks), "task",
+              "give either task (a specialist) or tasks (a generalist pretrained on several), not both or neither")
+        check(len(set(self.tasks)) == len(self.tasks), "tasks", "names a task twice")
         check(self.kind in KINDS, "kind", f"unknown model kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
+        check(not self.tasks or self.kind == "tdm", "kind", "a generalist (tasks:) is a TDM")
         check("task" not in self.collect, "collect.task", "set the task once, at the top level")
         check(len(set(map(os.path.normpath, self.data_dirs))) == len(self.data_dirs), "extra_data_dirs",
               "names a folder twice (or data_dir again); each folder's episodes are pooled once")
@@ -59,24 +67,42 @@ class PipelineConfig:
             check(key not in self.model, f"model.{key}", "follows from the task; remove it")
 
     @property
-    def data_dirs(self) -> list[str]:
-        """Every folder the model trains on: data_dir first."""
-        return [self.data_dir, *self.extra_data_dirs]
+    def collected(self) -> list[tuple[str, str]]:
+        """(task, folder) of every dataset `tdm-train collect` fills: data_dir, or one sub-folder per task."""
+        if self.task:
+            return [(self.task, self.data_dir)]
+        return [(task, os.path.join(self.data_dir, task)) for task in self.tasks]
 
-    def collect_config(self, **overrides: Any) -> CollectConfig:
-        return from_dict(CollectConfig, {**self.collect, "task": self.task, **overrides}, where="collect")
+    @property
+    def data_dirs(self) -> list[str]:
+        """Every folder the model trains on: the collected ones first."""
+        return [folder for _, folder in self.collected] + list(self.extra_data_dirs)
+
+    def collect_config(self, task: str | None = None, **overrides: Any) -> CollectConfig:
+        """The collection config of `task` (default: the pipeline's one task, or its first)."""
+        task = task or self.task or self.tasks[0]
+        return from_dict(CollectConfig, {**self.collect, "task": task, **overrides}, where="collect")
 
     def model_config(self):
         """TDMConfig, or MLPConfig for a baseline, with the task-derived sizes filled in."""
-        task = make_task(self.task)
+        tasks = [make_task(t) for t in (self.tasks or (self.task,))]
         if self.kind != "tdm":
             from training.baselines import MLPConfig
 
+            (task,) = tasks
             return from_dict(MLPConfig, {**self.model, "kind": self.kind, "observation_size": task.observation_size,
                                          "action_size": task.action_size}, where="model")
-        tokenizer = Tokenizer(task.observation_size, task.action_size)
-        return from_dict(TDMConfig, {**self.model, "vocab_size": tokenizer.vocab_size,
-                                     "step_tokens": tokenizer.step_tokens}, where="model")
+        slots = {}
+        if self.tasks or "observation_slots" in self.model or "action_slots" in self.model:
+            slots = {"observation_slots": self.model.get("observation_slots",
+                                                         max(t.observation_size for t in tasks)),
+                     "action_slots": self.model.get("action_slots", max(t.action_size for t in tasks))}
+        try:
+            tokenizers = [Tokenizer(t.observation_size, t.action_size, **slots) for t in tasks]
+        except ValueError as e:
+            raise ConfigError(f"model: {e}") from None
+        return from_dict(TDMConfig, {**self.model, **slots, "vocab_size": tokenizers[0].vocab_size,
+                                     "step_tokens": tokenizers[0].local_size}, where="model")
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         return from_dict(TrainConfig, {**self.train, **overrides}, where="train")
@@ -100,7 +126,7 @@ def load_pipeline(path: str) -> PipelineConfig:
     if "data_from" in raw:
         base_path = os.path.join(os.path.dirname(path), raw.pop("data_from"))
         base = _read_yaml(base_path)
-        for key in ("task", "data_dir", "extra_data_dirs", "collect"):
+        for key in ("task", "tasks", "data_dir", "extra_data_dirs", "collect"):
             if key in raw:
                 raise ConfigError(f"{path}: {key} comes from {base_path} (data_from); remove it here")
             if key in base:

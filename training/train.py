@@ -32,6 +32,7 @@ from training.dataset import (
     dataset_folders,
     dataset_hash,
     falling_steps,
+    is_generalist,
     load_datasets,
     tokenize_episode,
 )
@@ -157,16 +158,35 @@ def dynamics_weights(episode: Episode, config: TrainConfig) -> float | np.ndarra
     return np.where(falling_steps(episode.rewards, config.fall_lead_steps), config.fall_weight, 1.0)
 
 
+def folder_tokenizers(meta: dict[str, Any], folders: int, model_config: TDMConfig) -> list[Tokenizer]:
+    """One tokenizer per dataset folder (`load_datasets` metadata): its task's layout in the model's slots."""
+    tokenizers = []
+    for folder_meta in meta.get("folders") or [meta] * folders:
+        task = folder_meta["task"]
+        try:
+            tokenizer = Tokenizer(task["observation_size"], task["action_size"],
+                                  observation_slots=model_config.observation_slots,
+                                  action_slots=model_config.action_slots)
+        except ValueError as e:
+            raise TrainingError(f"task {task['task']!r}: {e}; raise model.observation_slots/action_slots") from None
+        if tokenizer.local_size != model_config.step_tokens or tokenizer.vocab_size != model_config.vocab_size:
+            raise TrainingError(f"model config expects step_tokens={model_config.step_tokens}, vocab_size="
+                                f"{model_config.vocab_size}; the dataset's task {task['task']!r} needs "
+                                f"{tokenizer.local_size}, {tokenizer.vocab_size}")
+        tokenizers.append(tokenizer)
+    return tokenizers
+
+
 def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_config: TDMConfig) -> Prepared:
-    meta, episodes = load_datasets(data_dirs)
-    task = meta["task"]
-    tokenizer = Tokenizer(task["observation_size"], task["action_size"])
-    if tokenizer.step_tokens != model_config.step_tokens or tokenizer.vocab_size != model_config.vocab_size:
-        raise TrainingError(f"model config expects step_tokens={model_config.step_tokens}, vocab_size="
-                            f"{model_config.vocab_size}; the dataset's task needs {tokenizer.step_tokens}, "
-                            f"{tokenizer.vocab_size}")
+    """Tokenized training windows and fixed validation windows of the folders. A model with slots
+    (model_config.observation_slots, a generalist) may pool folders of different tasks."""
+    folders = dataset_folders(data_dirs)
+    meta, episodes = load_datasets(folders, across_tasks=bool(model_config.observation_slots))
+    tokenizers = folder_tokenizers(meta, len(folders), model_config)
+    tokenizer = tokenizers[0]
     action_weights = {0: config.brownian_action_weight, 1: config.action_weight}
-    tokenized = [tokenize_episode(tokenizer, e, action_weights, dynamics_weights(e, config)) for e in episodes]
+    tokenized = [tokenize_episode(tokenizers[e.source], e, action_weights, dynamics_weights(e, config))
+                 for e in episodes]
     every = max(2, round(1 / config.validation_fraction))
     val = [t for i, t in enumerate(tokenized) if i % every == every - 1]
     train_ids = [i for i in range(len(tokenized)) if i % every != every - 1] or list(range(len(tokenized)))
@@ -176,7 +196,7 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
     pick = np.random.default_rng(config.seed).permutation(len(windows[0]))[:config.validation_windows]
     train = [tokenized[i] for i in train_ids]
     weights = folder_shares([episodes[i].source for i in train_ids], [len(t.tokens) for t in train],
-                            config.folder_weights, len(dataset_folders(data_dirs)))
+                            config.folder_weights, len(folders))
     return Prepared(tokenizer, WindowSampler(train, c, seed=config.seed, weights=weights),
                     tuple(w[pick] for w in windows), meta, dataset_hash(episodes, meta), len(episodes))
 
@@ -216,25 +236,34 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def read_tdm_checkpoint(path: str, task: dict[str, Any], asker: str) -> dict[str, Any]:
+def read_tdm_checkpoint(path: str, task: dict[str, Any], asker: str, any_task: bool = False) -> dict[str, Any]:
     """Checkpoint `path`, checked to exist, to be a TDM's and to be of `task` (a dataset's task
-    description); `asker` starts each error message (the config key or command that named it)."""
+    description); `asker` starts each error message (the config key or command that named it).
+    `any_task`: a generalist checkpoint may be of other tasks (fine-tuning; its slots are checked
+    with the model config)."""
     if not os.path.exists(path):
         raise TrainingError(f"{asker}: no checkpoint at {path}; train that run first or fix the path")
     ckpt = load_checkpoint(path)
     if "tokenizer" not in ckpt:
         raise TrainingError(f"{asker}: {path} is not a TDM checkpoint (a baseline's?); give a TDM run's {CHECKPOINT}")
-    if ckpt["task"] != task:
+    if ckpt["task"] != task and not (any_task and is_generalist(ckpt["task"])):
         raise TrainingError(f"{asker}: {path} was trained on task {ckpt['task'].get('task')!r}, "
                             f"this dataset is {task.get('task')!r}")
     return ckpt
 
 
+def same_model_config(saved: dict[str, Any], config: TDMConfig) -> bool:
+    """Whether a checkpoint's recorded model config is `config` (fields added since take their defaults)."""
+    return dataclasses.asdict(TDMConfig(**saved)) == dataclasses.asdict(config)
+
+
 def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) -> dict[str, Any]:
-    """The model weights of checkpoint `path`, checked to fit `model_config` and `task`."""
-    ckpt = read_tdm_checkpoint(path, task, "train.init_from")
-    if ckpt["model_config"] != dataclasses.asdict(model_config):
-        diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if ckpt["model_config"].get(k) != v)
+    """The model weights of checkpoint `path`, checked to fit `model_config` and `task` (or, for a
+    generalist's checkpoint, any task whose layout fits its slots: fine-tuning)."""
+    ckpt = read_tdm_checkpoint(path, task, "train.init_from", any_task=True)
+    if not same_model_config(ckpt["model_config"], model_config):
+        saved = dataclasses.asdict(TDMConfig(**ckpt["model_config"]))
+        diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if saved.get(k) != v)
         raise TrainingError(f"train.init_from: {path} has another model config (differs in {', '.join(diff)}); "
                             f"fine-tuning needs the same architecture")
     return ckpt["model"]
@@ -259,7 +288,7 @@ def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], conf
     rows = []
     for path in paths:
         ckpt = read_tdm_checkpoint(path, data.meta["task"], "tdm-train loss")
-        losses = evaluate_loss(model_from_checkpoint(ckpt), data.validation, data.tokenizer, torch.device("cpu"))
+        losses = evaluate_loss(model_from_checkpoint(ckpt), data.validation, torch.device("cpu"))
         rows.append({"checkpoint": path, "step": int(ckpt["step"]), **losses})
     return rows
 
@@ -276,22 +305,20 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], tokenizer: Tokenizer,
-                  device: torch.device, batch: int = 128) -> dict[str, float | None]:
+def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], device: torch.device,
+                  batch: int = 128) -> dict[str, float | None]:
     """Validation losses, nats per target token: 'loss' (weighted total) and one per role, None for
     a role the windows hold no target of (e.g. actions of on-policy data)."""
-    _, local, _, weights = validation  # (W, C) each
-    target_roles = tokenizer.roles()[(local + 1) % tokenizer.step_tokens]  # (W, C)
+    _, _, _, weights, target_roles = validation  # (W, C) each
     empty = [r.name.lower() for r in (Role.OBSERVATION, Role.REWARD, Role.ACTION)
              if not ((target_roles == r) & (weights > 0)).any()]
     model.eval()
-    roles_table = torch.as_tensor(tokenizer.roles(), device=device)
     sums: dict[str, float] = {}
     count = 0
     with torch.no_grad():
         for i in range(0, len(validation[0]), batch):
-            tokens, local, targets, weights = (torch.as_tensor(a[i:i + batch], device=device) for a in validation)
-            roles = roles_table[(local + 1) % tokenizer.step_tokens]
+            tokens, local, targets, weights, roles = (torch.as_tensor(a[i:i + batch], device=device)
+                                                      for a in validation)
             losses = weighted_losses(model(tokens, local), targets, weights, roles)
             n = len(tokens)
             for k, v in losses.items():
@@ -328,7 +355,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
     start = 0
     if os.path.exists(path):
         ckpt = load_checkpoint(path)
-        if ckpt["model_config"] != dataclasses.asdict(model_config) or ckpt["dataset_hash"] != data.data_hash:
+        if not same_model_config(ckpt["model_config"], model_config) or ckpt["dataset_hash"] != data.data_hash:
             raise TrainingError(f"{path} belongs to another model config or dataset; use a new run folder "
                                 f"or delete it to start over")
         if {"init_from": None, **ckpt["train_config"]} != dataclasses.asdict(config):  # runs older than init_from
@@ -348,7 +375,6 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
-    roles_table = torch.as_tensor(data.tokenizer.roles(), device=device)
     end = config.max_steps if stop_after is None else min(config.max_steps, start + stop_after)
     metrics: dict[str, Any] = {}
     started = time.time()
@@ -373,9 +399,8 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            tokens, local, targets, weights = (torch.as_tensor(a, device=device)
-                                               for a in data.train.batch(config.batch_size, step, rank))
-            roles = roles_table[(local + 1) % data.tokenizer.step_tokens]  # role of each target token
+            tokens, local, targets, weights, roles = (torch.as_tensor(a, device=device)
+                                                      for a in data.train.batch(config.batch_size, step, rank))
             losses = weighted_losses(ddp_model(tokens, local), targets, weights, roles)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -393,7 +418,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
             done = step + 1
             if done % config.eval_every == 0 or done == config.max_steps:
                 if rank == 0:
-                    val = evaluate_loss(model, data.validation, data.tokenizer, device)
+                    val = evaluate_loss(model, data.validation, device)
                     metrics = {"step": done, "train_loss": train_loss,
                                **{f"val_{k}": v for k, v in val.items()},
                                "seconds": time.time() - started}

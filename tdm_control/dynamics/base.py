@@ -25,6 +25,9 @@ class Dynamics(abc.ABC):
     the planner node refuses a state whose observation exceeds it instead of planning from it."""
     warnings: tuple[str, ...] = ()
     """What was found worth a warning at load (an exported model without a weights digest)."""
+    notes: tuple[str, ...] = ()
+    """What the model says about itself at load, for the start-up log (a generalist: whether the task
+    was in its training set)."""
 
     @abc.abstractmethod
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

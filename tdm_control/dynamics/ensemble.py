@@ -41,6 +41,7 @@ class EnsembleDynamics(Dynamics):
         self.action_repeat = members[0].action_repeat
         self.observation_limit = min(m.observation_limit for m in members)
         self.warnings = tuple(w for m in members for w in m.warnings)
+        self.notes = tuple(dict.fromkeys(n for m in members for n in m.notes))
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._mean(history, obs, actions, [])

@@ -37,17 +37,21 @@ def build_metadata(task: dict[str, Any], tokenizer: dict[str, Any], model_config
     """The metadata document for an exported model.
 
     Args:
-      task: `Task.describe()` of the task the model was trained on.
+      task: `Task.describe()` of the task the model was trained on, or a generalist's pooled
+        description ({"task": "generalist", "environments": [Task.describe(), ...]}).
       tokenizer: `Tokenizer.describe()`.
       model_config: the TDM config (context window, widths).
       dataset_hash: sha256 naming the training data.
       extra: anything else worth recording (training steps, losses).
     """
+    if is_generalist(task):  # every environment's description; the runtime takes any task that fits
+        task_fields = {"task": task["task"], "environments": task["environments"]}
+    else:
+        task_fields = {**{k: task[k] for k in TASK_FIELDS}, "n_sub_steps": task.get("n_sub_steps")}
     return {
         "format_version": FORMAT_VERSION,
         "kind": "tdm",
-        **{k: task[k] for k in TASK_FIELDS},
-        "n_sub_steps": task.get("n_sub_steps"),
+        **task_fields,
         "tokenizer": tokenizer,
         "context_tokens": model_config["context_tokens"],
         "step_layout": tokenizer["step_layout"],
@@ -154,8 +158,42 @@ def decode(text: str | None, path: str) -> dict[str, Any]:
     return meta
 
 
+def is_generalist(meta: dict[str, Any]) -> bool:
+    """Whether a model (or a task description) was trained across environments: it lists them."""
+    return "environments" in meta
+
+
+def _same_task(environment: dict[str, Any], task: dict[str, Any]) -> bool:
+    return all(json.loads(json.dumps(environment.get(k))) == json.loads(json.dumps(task.get(k)))
+               for k in TASK_FIELDS)
+
+
+def task_notes(meta: dict[str, Any], task: dict[str, Any]) -> tuple[str, ...]:
+    """What a generalist model says about a task at load: whether the task was in its training set."""
+    if not is_generalist(meta):
+        return ()
+    names = [e["task"] for e in meta["environments"]]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    if any(_same_task(e, task) for e in meta["environments"]):
+        return (f"generalist model trained on {len(names)} environments ({shown}); {task['task']} is one of them",)
+    return (f"zero-shot: {task['task']} is not among the {len(names)} environments this generalist model was "
+            f"trained on ({shown}); it plans from what the history shows of the dynamics",)
+
+
 def check_task(meta: dict[str, Any], task: dict[str, Any], path: str) -> None:
-    """Raises ConfigError listing every task field where the model and the task differ."""
+    """Raises ConfigError listing every task field where the model and the task differ, or, for a
+    generalist, when the task's step does not fit the model's local-position table."""
+    if is_generalist(meta):
+        tokenizer = meta["tokenizer"]
+        n_slots, m_slots = tokenizer["observation_slots"], tokenizer["action_slots"]
+        n, m = task["observation_size"], task["action_size"]
+        if n > n_slots or m > m_slots:
+            raise ConfigError(
+                f"{path} is a generalist with places for {n_slots} observations and {m_slots} actions per step; "
+                f"task {task['task']!r} has {n} observations and {m} actions, so the model cannot represent it. "
+                "Pretrain a generalist with larger model.observation_slots/action_slots, or use a model made for "
+                f"{task['task']}")
+        return
     mismatches = []
     for key in TASK_FIELDS:
         have, want = json.loads(json.dumps(meta.get(key))), json.loads(json.dumps(task.get(key)))

@@ -140,9 +140,9 @@ class OnnxTDM(Dynamics):
         self.session, self.metadata = session, metadata
         if self.metadata.get("kind") != "tdm":
             raise ConfigError(f"{path} holds a {self.metadata.get('kind')!r} model, not a TDM")
-        tok = self.metadata["tokenizer"]
-        self.tokenizer = Tokenizer(tok["observation_size"], tok["action_size"], mu=tok["mu"],
-                                   max_value=tok["max_value"], bins=tok["bins"])
+        # The task's layout in the model's local-position table (a generalist's may be larger than the task).
+        self.tokenizer = Tokenizer.from_description(self.metadata["tokenizer"], task.observation_size,
+                                                    task.action_size)
         config = self.metadata["model_config"]
         self.action_repeat = int(self.metadata.get("action_repeat", 1))
         self.providers = self.session.get_providers()
@@ -155,6 +155,7 @@ class OnnxTDM(Dynamics):
         self.history_steps = self.decoder.history_steps
         self.observation_limit = self.tokenizer.max_value  # mu-law clips beyond it: the model would see +-max
         self.warnings = model_metadata.integrity_warnings(self.metadata, path)
+        self.notes = model_metadata.task_notes(self.metadata, task.describe())
         self._pool: ThreadPoolExecutor | None = None
 
     def memory_bytes(self, samples: int, horizon: int) -> int:

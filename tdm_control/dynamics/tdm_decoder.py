@@ -114,8 +114,7 @@ class TDMDecoder:
         parts.append(tok.encode(np.asarray(obs, dtype=np.float64)))
         parts.append(tok.encode(np.array([history.current_reward])))
         tokens = np.concatenate(parts)
-        local = np.arange(len(tokens)) % tok.step_tokens
-        return tokens, local
+        return tokens, tok.local_positions(len(tokens))
 
     def start(self, history: History, obs: np.ndarray, batch: int) -> RingCache:
         """A cache holding the prefix, expanded to `batch` rows; its next token is the separator."""
@@ -141,7 +140,7 @@ class TDMDecoder:
         if actions is not None:
             parts.append(actions)
             last = tok.step_tokens
-        return np.concatenate(parts, axis=1), np.arange(first, last)
+        return np.concatenate(parts, axis=1), tok.local[first:last]
 
     def _decode_outcome(self, cache: RingCache, logits: np.ndarray, obs_tokens: np.ndarray,
                         reward_tokens: np.ndarray, step: int) -> None:
@@ -149,10 +148,10 @@ class TDMDecoder:
 
         `logits` (B, T, V) are those of the pass that fed the step's last action token.
         """
-        n = self.tokenizer.observation_size
+        n, local = self.tokenizer.observation_size, self.tokenizer.local
         for i in range(n):
             obs_tokens[:, step, i] = self._greedy(logits[:, -1])
-            logits = self.feed(cache, obs_tokens[:, step, i:i + 1], np.array([i]))
+            logits = self.feed(cache, obs_tokens[:, step, i:i + 1], local[i:i + 1])
         reward_tokens[:, step] = self._greedy(logits[:, -1])
 
     def rollout(self, history: History, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +200,7 @@ class TDMDecoder:
             for i in range(m):
                 actions[:, step, i] = np.clip(self._mean_value(logits[:, -1]) + noise[:, step, i], -1.0, 1.0)
                 token = self.tokenizer.encode(actions[:, step, i])[:, None]
-                logits = self.feed(cache, token, np.array([tok.action_offset + i]))
+                logits = self.feed(cache, token, tok.local[tok.action_offset + i:tok.action_offset + i + 1])
             self._decode_outcome(cache, logits, obs_tokens, reward_tokens, step)
         return obs_tokens, reward_tokens, actions
 

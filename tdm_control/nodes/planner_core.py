@@ -377,7 +377,8 @@ class PlannerCore:
         """One line for the start-up log."""
         c = self.config
         threads = c.threads or "default"
-        return (f"task {c.task}, model {c.model}, planner {c.planner} {dict(c.planner_params)}, "
+        notes = "".join(f" ({note})" for note in (self.dynamics.notes if self.dynamics is not None else ()))
+        return (f"task {c.task}, model {c.model}{notes}, planner {c.planner} {dict(c.planner_params)}, "
                 f"objective {c.objective}, seed {c.seed}, execution {c.execution}, model threads {threads}, "
                 f"commands for joints {list(self.layout.joints) if self.layout else list(c.joints)}")
 

@@ -58,7 +58,9 @@ class Task(abc.ABC):
     """Control steps in one episode (dm_control's time limit / control timestep)."""
     max_joint_speed: ClassVar[float] = 200.0
     """Joint speed (rad/s or m/s) beyond which a joint state is a bad measurement, not the robot.
-    Measured over 4 episodes of bang-bang Brownian actions: at most 12 (cartpole), 21 (cheetah), 48 (walker)."""
+    Measured over 4 episodes of bang-bang Brownian actions: at most 12 (cartpole), 21 (cheetah), 48 (walker);
+    over 2 episodes of random +-1 actions held 10 steps: 8 (pendulum), 30 (acrobot), 0.1 (point mass),
+    7 (reacher), 45 (two poles), 67 (three poles)."""
     max_free_position: ClassVar[float] = 1e4
     """|position| (m or rad) of a joint without limits beyond which a state is implausible: 10 km of
     travel, or 1600 turns (cos and sin of an angle lose meaning long before float64 does)."""
@@ -67,9 +69,7 @@ class Task(abc.ABC):
     let joints overshoot (measured: up to 7% of the range, the cart at 2.06 m on its 1.8 m rail)."""
 
     def __init__(self) -> None:
-        from dm_control import suite  # heavy import, kept local
-
-        xml, assets = getattr(suite, self.domain).get_model_and_assets()
+        xml, assets = self.model_xml()
         self.model = mujoco.MjModel.from_xml_string(xml, assets)
         self._data = mujoco.MjData(self.model)  # scratch for kinematics
         self._validate_model()
@@ -79,9 +79,7 @@ class Task(abc.ABC):
         actuator_ids = [self.model.actuator(a).id for a in self.actuator_names]
         self.gear = self.model.actuator_gear[actuator_ids, 0].copy()  # (m,) N·m per unit control
         self.control_range = self.model.actuator_ctrlrange[actuator_ids].copy()  # (m, 2)
-        self.actuated_joint_names = tuple(
-            self.model.joint(int(self.model.actuator_trnid[a, 0])).name for a in actuator_ids
-        )
+        self.actuated_joint_names = tuple(self.model.joint(self._actuated_joint(a)).name for a in actuator_ids)
         ratio = self.control_timestep / self.model.opt.timestep
         self.n_sub_steps = int(round(ratio))
         if abs(ratio - self.n_sub_steps) > 1e-6:
@@ -89,6 +87,35 @@ class Task(abc.ABC):
                 f"{self.name}: control timestep {self.control_timestep} s is not a whole "
                 f"number of physics steps of {self.model.opt.timestep} s"
             )
+
+    @classmethod
+    def model_xml(cls) -> tuple[str, dict[str, bytes]]:
+        """MJCF text of the model this task simulates and the assets it includes (file name -> bytes).
+
+        dm_control's model of `domain` by default; tasks that simulate another model (more poles,
+        a randomized variant) override this, and `make_environment` must simulate the same text.
+        """
+        from dm_control import suite  # heavy import, kept local
+
+        xml, assets = getattr(suite, cls.domain).get_model_and_assets()
+        return (xml.decode() if isinstance(xml, bytes) else xml), assets
+
+    def _actuated_joint(self, actuator: int) -> int:
+        """The id of the joint `actuator` drives: its own joint, or the one joint of a fixed tendon
+        (coefficient 1, so the actuator force is the joint force)."""
+        model = self.model
+        target = int(model.actuator_trnid[actuator, 0])
+        kind = int(model.actuator_trntype[actuator])
+        if kind == int(mujoco.mjtTrn.mjTRN_JOINT):
+            return target
+        if kind == int(mujoco.mjtTrn.mjTRN_TENDON):
+            first, count = int(model.tendon_adr[target]), int(model.tendon_num[target])
+            wraps = [w for w in range(first, first + count) if model.wrap_prm[w] != 0.0]
+            if (len(wraps) == 1 and int(model.wrap_type[wraps[0]]) == int(mujoco.mjtWrap.mjWRAP_JOINT)
+                    and model.wrap_prm[wraps[0]] == 1.0):
+                return int(model.wrap_objid[wraps[0]])
+        raise ValueError(f"{self.name}: actuator {model.actuator(actuator).name!r} does not drive one joint "
+                         f"directly (a joint, or a fixed tendon of one joint with coefficient 1)")
 
     def _validate_model(self) -> None:
         model_joints = tuple(self.model.joint(i).name for i in range(self.model.njnt))
@@ -258,6 +285,21 @@ class Task(abc.ABC):
             "n_sub_steps": self.n_sub_steps,
             "gear": self.gear.tolist(),
         }
+
+
+def environment_with_physics(env, physics, task=None):
+    """A dm_control environment like `env` (its time limit, control timestep and task object, or
+    `task`) that simulates `physics` instead: a task whose model is not the suite's own."""
+    from dm_control.rl import control  # heavy import, kept local
+
+    control_timestep = env.control_timestep()
+    new = control.Environment(physics, task if task is not None else env.task,
+                              time_limit=env._step_limit * control_timestep, n_sub_steps=env._n_sub_steps,
+                              legacy_step=env.physics.legacy_step)
+    if new._step_limit != env._step_limit or new.control_timestep() != control_timestep:
+        raise ValueError(f"rebuilt environment steps {new._step_limit} x {new.control_timestep()} s, "
+                         f"not {env._step_limit} x {control_timestep} s: the physics timestep differs")
+    return new
 
 
 def wrap_angle(angle: np.ndarray) -> np.ndarray:

@@ -1,0 +1,177 @@
+"""A generalist TDM: one model pretrained across tasks of different step layouts, fine-tuned or used as is."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tdm_control.config import ConfigError
+from tdm_control.tokenizer import Role, Tokenizer
+from training.train import CHECKPOINT, load_checkpoint, prepare_data, train
+
+GENERALIST = """
+tasks: [cartpole_swingup, cheetah_run]
+data_dir: {root}/data
+run_dir: {root}/run
+model_path: {root}/tiny_generalist.onnx
+collect:
+  episodes: 3
+  steps: 60
+  segment_steps: 10
+  workers: 1
+  mixes: [{{weight: 1.0, mpc_share: 0.0, action_noise: 0.0}}]
+model: {{d_model: 32, n_layers: 2, n_heads: 2, d_ff: 64, context_tokens: 48}}
+train: {{batch_size: 8, sequence_tokens: 64, max_steps: 30, eval_every: 15, checkpoint_every: 15,
+        warmup_steps: 5, learning_rate: 0.003, validation_fraction: 0.34, threads: 1}}
+"""
+"""Cartpole (n = 5, m = 1) and cheetah (n = 17, m = 6): two layouts in one local-position table of 17 + 2 + 6."""
+
+
+@pytest.fixture(scope="module")
+def generalist(tmp_path_factory):
+    """The tiny generalist collected (Brownian actions), trained and exported: (pipeline, export report)."""
+    from training.collect import collect
+    from training.export import export
+    from training.pipeline import load_pipeline
+
+    root = tmp_path_factory.mktemp("generalist")
+    path = root / "pipeline.yaml"
+    path.write_text(GENERALIST.format(root=root))
+    pipeline = load_pipeline(str(path))
+    for task, folder in pipeline.collected:
+        collect(pipeline.collect_config(task), folder, show_progress=False)
+    train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(), pipeline.train_config(), show_progress=False)
+    report = export(os.path.join(pipeline.run_dir, CHECKPOINT), pipeline.model_path, pipeline.export_config())
+    return pipeline, report
+
+
+def test_local_positions_name_what_a_token_stands_for_in_every_layout():
+    specialist = Tokenizer(5, 1)
+    np.testing.assert_array_equal(specialist.local, np.arange(8))  # a specialist: the place in the step
+    assert specialist.local_size == specialist.step_tokens == 8
+    small, large = Tokenizer(5, 1, observation_slots=17, action_slots=6), Tokenizer(17, 6, observation_slots=17,
+                                                                                  action_slots=6)
+    np.testing.assert_array_equal(small.local, [0, 1, 2, 3, 4, 17, 18, 19])
+    np.testing.assert_array_equal(large.local, np.arange(25))
+    assert small.local_size == large.local_size == 25
+    for tok in (small, large):
+        np.testing.assert_array_equal(tok.local_roles()[tok.local], tok.roles())  # role follows from local index
+        np.testing.assert_array_equal(tok.local_positions(11, start=6), tok.local[np.arange(6, 17) % tok.step_tokens])
+    assert Tokenizer.from_description(small.describe(), 3, 1).local.tolist() == [0, 1, 2, 17, 18, 19]
+    legacy = {k: v for k, v in specialist.describe().items() if not k.endswith("_slots")}  # models before slots
+    assert Tokenizer.from_description(legacy) == specialist
+    with pytest.raises(ValueError, match="does not fit a model with 5 observation and 1 action places"):
+        Tokenizer(17, 6, observation_slots=5, action_slots=1)
+
+
+def test_pooled_layouts_batch_with_the_right_roles_targets_and_local_positions(generalist):
+    pipeline, _ = generalist
+    model_config = pipeline.model_config()
+    assert (model_config.observation_slots, model_config.action_slots, model_config.step_tokens) == (17, 6, 25)
+    data = prepare_data(pipeline.data_dirs, pipeline.train_config(), model_config)
+    assert data.meta["task"]["task"] == "generalist"
+    assert [e["task"] for e in data.meta["task"]["environments"]] == ["cartpole_swingup", "cheetah_run"]
+    table = Tokenizer(17, 6, observation_slots=17, action_slots=6).local_roles()
+    tokens, local, targets, weights, roles = data.train.batch(256, step=0)  # (B, C) each
+    assert tokens.shape == local.shape == targets.shape == weights.shape == roles.shape == (256, 64)
+    np.testing.assert_array_equal(targets[:, :-1], tokens[:, 1:])  # next-token targets
+    np.testing.assert_array_equal(roles[:, :-1], table[local[:, 1:]])  # each target's role is its local index's
+    np.testing.assert_array_equal(tokens == 1024, local == 18)  # separators exactly at the separator's place
+    assert np.all(weights[roles == Role.SEPARATOR] == 0) and np.all(weights[roles == Role.OBSERVATION] == 1)
+    assert np.all(weights[roles == Role.ACTION] == 0)  # Brownian actions are no behaviour-cloning target
+    pairs = {(a, b) for row in local for a, b in zip(row[:-1], row[1:])}
+    assert (4, 17) in pairs and (16, 17) in pairs  # cartpole's 5th and cheetah's 17th observation, then reward
+    assert (19, 0) in pairs and (24, 0) in pairs  # each layout's last action, then the next observation
+
+
+def test_a_generalist_exports_with_parity_on_each_layout_and_lists_its_environments(generalist):
+    from tdm_control.dynamics.onnx_model import open_model
+
+    pipeline, report = generalist
+    assert report["layouts"] == [[5, 1], [17, 6]]
+    assert report["greedy_mismatches"] == 0 and report["max_logit_delta"] <= 2e-3
+    from tdm_control.tasks import make_task
+
+    _, meta = open_model(pipeline.model_path, make_task("cartpole_swingup"), device="cpu")
+    assert meta["task"] == "generalist"
+    assert [(e["task"], e["observation_size"], e["action_size"]) for e in meta["environments"]] == [
+        ("cartpole_swingup", 5, 1), ("cheetah_run", 17, 6)]
+    assert (meta["tokenizer"]["observation_slots"], meta["tokenizer"]["action_slots"]) == (17, 6)
+
+
+@pytest.mark.parametrize("task", ["cartpole_swingup", "cheetah_run"])
+def test_the_runtime_plans_with_a_generalist_for_a_task_of_each_layout(generalist, tasks, task):
+    from tdm_control.dynamics.onnx_model import load_onnx_dynamics
+    from tdm_control.history import History
+
+    pipeline, _ = generalist
+    model = load_onnx_dynamics(pipeline.model_path, tasks[task], device="cpu", shards=1)
+    assert model.notes == (f"generalist model trained on 2 environments (cartpole_swingup, cheetah_run); {task} is "
+                           "one of them",)
+    n, m = tasks[task].observation_size, tasks[task].action_size
+    obs, rewards = model.rollout(History(8), np.zeros(n), np.zeros((3, 4, m)))
+    assert obs.shape == (3, 4, n) and rewards.shape == (3, 4) and np.isfinite(obs).all()
+    _, _, actions = model.rollout_with_proposals(History(8), np.zeros(n), np.zeros((2, 2, m)))
+    assert actions.shape == (2, 2, m)
+
+
+def test_the_runtime_refuses_a_task_the_generalist_cannot_represent(generalist, tasks):
+    from tdm_control.dynamics.onnx_model import load_onnx_dynamics
+
+    pipeline, _ = generalist
+    with pytest.raises(ConfigError, match=r"places for 17 observations and 6 actions per step; task 'walker_stand' "
+                                          r"has 24 observations and 6 actions, so the model cannot represent it"):
+        load_onnx_dynamics(pipeline.model_path, tasks["walker_stand"], device="cpu")
+
+
+def test_the_runtime_says_when_a_generalist_plans_zero_shot(generalist, tasks):
+    from tdm_control.dynamics import metadata as model_metadata
+
+    pipeline, _ = generalist
+    from tdm_control.dynamics.onnx_model import open_model
+
+    _, meta = open_model(pipeline.model_path, tasks["cartpole_swingup"], device="cpu")
+    unseen = {**tasks["cartpole_swingup"].describe(), "task": "cartpole_swingup~v3"}  # same layout, not trained on
+    (note,) = model_metadata.task_notes(meta, unseen)
+    assert note.startswith("zero-shot: cartpole_swingup~v3 is not among the 2 environments")
+    model_metadata.check_task(meta, unseen, pipeline.model_path)  # accepted: its layout fits
+
+
+def test_fine_tuning_from_a_generalist_restores_its_weights_exactly(generalist, tiny_pipeline, tmp_path):
+    pipeline, _ = generalist
+    cartpole, _ = tiny_pipeline
+    base = load_checkpoint(os.path.join(pipeline.run_dir, CHECKPOINT))
+    # The target task's pipeline with the generalist's architecture and slots (as a fine-tuning config sets them).
+    target = pipeline.model_config()
+    frozen = dataclasses.replace(cartpole.train_config(), max_steps=2, eval_every=2, checkpoint_every=2,
+                                 learning_rate=0.0, min_learning_rate=0.0,
+                                 init_from=os.path.join(pipeline.run_dir, CHECKPOINT))
+    train(cartpole.data_dir, str(tmp_path / "tuned"), target, frozen, show_progress=False)
+    tuned = load_checkpoint(str(tmp_path / "tuned" / CHECKPOINT))
+    assert tuned["task"]["task"] == "cartpole_swingup"  # a fine-tuned model is the target task's
+    for name, tensor in base["model"].items():
+        assert torch.equal(tensor, tuned["model"][name]), name
+    specialist = cartpole.model_config()  # the specialist's own layout: another architecture
+    with pytest.raises(ValueError, match="another model config .*observation_slots"):
+        train(cartpole.data_dir, str(tmp_path / "bad"), specialist, frozen, show_progress=False)
+
+
+def test_pipeline_config_names_either_a_task_or_tasks(tmp_path):
+    from training.pipeline import load_pipeline
+
+    def pipeline(text):
+        path = tmp_path / "p.yaml"
+        path.write_text("data_dir: d\nrun_dir: r\nmodel_path: m.onnx\n" + text)
+        return load_pipeline(str(path))
+
+    with pytest.raises(ConfigError, match="give either task .* or tasks"):
+        pipeline("task: cartpole_swingup\ntasks: [cheetah_run]\n")
+    with pytest.raises(ConfigError, match="give either task .* or tasks"):
+        pipeline("")
+    with pytest.raises(ConfigError, match="does not fit a model with 5 observation"):
+        pipeline("tasks: [cartpole_swingup, cheetah_run]\nmodel: {observation_slots: 5}\n")
+    generalist = pipeline("tasks: [cartpole_swingup, cheetah_run]\n")
+    assert generalist.data_dirs == [os.path.join("d", "cartpole_swingup"), os.path.join("d", "cheetah_run")]
+    assert pipeline("task: cartpole_swingup\n").model_config().observation_slots == 0  # a specialist as before
