@@ -30,11 +30,13 @@ import numpy as np
 from tdm_control.dynamics.onnx_model import load_onnx_dynamics
 from tdm_control.history import History
 from tdm_control.tasks import make_task
+from tdm_control.tokenizer import Tokenizer
 
 
 def torch_no_cache_rollout(model, prefix: np.ndarray, local_prefix: np.ndarray, actions_tokens: np.ndarray,
-                           n: int, step_tokens: int, reward_offset: int, separator: int, bins: int) -> np.ndarray:
+                           tok: Tokenizer) -> np.ndarray:
     """Greedy rollout re-running the full token sequence (K, L) for every decoded token."""
+    n, reward_offset, separator, bins = tok.observation_size, tok.reward_offset, tok.separator, tok.bins
     k, horizon, m = actions_tokens.shape
     seq = np.repeat(prefix[None], k, axis=0)  # (K, L)
     local = list(local_prefix)
@@ -46,9 +48,9 @@ def torch_no_cache_rollout(model, prefix: np.ndarray, local_prefix: np.ndarray, 
         for step in range(horizon):
             if step > 0:
                 seq = np.concatenate([seq, reward[:, None]], axis=1)
-                local.append(reward_offset)
+                local.append(tok.local[reward_offset])
             seq = np.concatenate([seq, np.full((k, 1), separator), actions_tokens[:, step]], axis=1)
-            local += list(range(reward_offset + 1, step_tokens))
+            local += list(tok.local[reward_offset + 1:])
             for i in range(n + 1):
                 logits = model(torch.from_numpy(seq), torch.tensor(local)[None].expand(k, -1))[:, -1, :bins]
                 token = logits.argmax(-1).numpy()
@@ -57,7 +59,7 @@ def torch_no_cache_rollout(model, prefix: np.ndarray, local_prefix: np.ndarray, 
                     reward = token
                 else:
                     seq = np.concatenate([seq, token[:, None]], axis=1)
-                    local.append(i)
+                    local.append(tok.local[i])
     return seq
 
 
@@ -230,9 +232,7 @@ def compare_torch(args, model, history, obs, rng) -> None:
     action_tokens = tok.encode(actions)
     engines = {
         "torch, KV cache": lambda: cached.rollout(history, obs, actions),
-        "torch, no cache": lambda: torch_no_cache_rollout(net, prefix, local, action_tokens, tok.observation_size,
-                                                          tok.step_tokens, tok.reward_offset, tok.separator,
-                                                          tok.bins),
+        "torch, no cache": lambda: torch_no_cache_rollout(net, prefix, local, action_tokens, tok),
     }
     for name, run in engines.items():
         latency = statistics.median(time_it(run, args.repeats))

@@ -42,7 +42,8 @@ def generalist(tmp_path_factory):
     pipeline = load_pipeline(str(path))
     for task, folder in pipeline.collected:
         collect(pipeline.collect_config(task), folder, show_progress=False)
-    train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(), pipeline.train_config(), show_progress=False)
+    train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(), pipeline.train_config(), show_progress=False,
+          across_tasks=True)
     report = export(os.path.join(pipeline.run_dir, CHECKPOINT), pipeline.model_path, pipeline.export_config())
     return pipeline, report
 
@@ -70,8 +71,11 @@ def test_pooled_layouts_batch_with_the_right_roles_targets_and_local_positions(g
     pipeline, _ = generalist
     model_config = pipeline.model_config()
     assert (model_config.observation_slots, model_config.action_slots, model_config.step_tokens) == (17, 6, 25)
-    data = prepare_data(pipeline.data_dirs, pipeline.train_config(), model_config)
+    with pytest.raises(ValueError, match="holds 'cheetah_run' data .* or pretrain a generalist"):
+        prepare_data(pipeline.data_dirs, pipeline.train_config(), model_config)  # a specialist's pooling refuses
+    data = prepare_data(pipeline.data_dirs, pipeline.train_config(), model_config, across_tasks=True)
     assert data.meta["task"]["task"] == "generalist"
+    assert (data.tokenizer.observation_size, data.tokenizer.action_size) == (17, 6)  # the table's layout
     assert [e["task"] for e in data.meta["task"]["environments"]] == ["cartpole_swingup", "cheetah_run"]
     table = Tokenizer(17, 6, observation_slots=17, action_slots=6).local_roles()
     tokens, local, targets, weights, roles = data.train.batch(256, step=0)  # (B, C) each
@@ -126,17 +130,50 @@ def test_the_runtime_refuses_a_task_the_generalist_cannot_represent(generalist, 
         load_onnx_dynamics(pipeline.model_path, tasks["walker_stand"], device="cpu")
 
 
-def test_the_runtime_says_when_a_generalist_plans_zero_shot(generalist, tasks):
-    from tdm_control.dynamics import metadata as model_metadata
+@pytest.mark.parametrize("task", ["cartpole_swingup~v3", "pendulum_swingup"])
+def test_the_runtime_plans_zero_shot_on_an_unseen_task_and_says_so(generalist, task):
+    from tdm_control.dynamics.onnx_model import load_onnx_dynamics
+    from tdm_control.history import History
+    from tdm_control.tasks import make_task
 
     pipeline, _ = generalist
-    from tdm_control.dynamics.onnx_model import open_model
+    unseen = make_task(task)  # a variant of a trained task (same layout), or a smaller layout (n = 3)
+    model = load_onnx_dynamics(pipeline.model_path, unseen, device="cpu", shards=1)
+    (note,) = model.notes
+    assert note.startswith(f"zero-shot: {task} is not among the 2 environments this generalist model was trained on")
+    n = unseen.observation_size
+    obs, rewards = model.rollout(History(8), np.zeros(n), np.zeros((2, 3, 1)))
+    assert obs.shape == (2, 3, n) and np.isfinite(rewards).all()
 
-    _, meta = open_model(pipeline.model_path, tasks["cartpole_swingup"], device="cpu")
-    unseen = {**tasks["cartpole_swingup"].describe(), "task": "cartpole_swingup~v3"}  # same layout, not trained on
-    (note,) = model_metadata.task_notes(meta, unseen)
-    assert note.startswith("zero-shot: cartpole_swingup~v3 is not among the 2 environments")
-    model_metadata.check_task(meta, unseen, pipeline.model_path)  # accepted: its layout fits
+
+def test_run_time_decoding_feeds_the_local_positions_training_used(generalist):
+    from tdm_control.dynamics.tdm_decoder import TDMDecoder
+    from tdm_control.history import History
+    from training.dataset import Episode, tokenize_episode
+
+    pipeline, _ = generalist
+    tok = Tokenizer(3, 1, observation_slots=17, action_slots=6)  # pendulum's layout in the tiny generalist
+    rng = np.random.default_rng(0)
+    episode = Episode(rng.normal(size=(4, 3)), rng.uniform(size=4), rng.uniform(-1, 1, (3, 1)), np.ones(3, np.int8), 0)
+    trained = tokenize_episode(tok, episode, {1: 1.0})  # [o0 r0 sep a0 ... o3 r3]
+    history = History(8)
+    for t in range(3):
+        history.append(episode.observations[t], episode.rewards[t], episode.actions[t])
+    history.current_reward = float(episode.rewards[3])
+    c = pipeline.model_config()
+    fed = []
+
+    def runner(feeds):  # records what the decoder feeds; answers with zeros of the right shapes
+        fed.append(feeds["local"])
+        t, b = feeds["tokens"].shape[1], feeds["tokens"].shape[0]
+        kv = np.zeros((b, c.n_heads, t, c.head_dim), np.float32)
+        return [np.zeros((b, t, c.vocab_size), np.float32)] + [kv] * (2 * c.n_layers)
+
+    decoder = TDMDecoder(runner, tok, 64, c.n_layers, c.n_heads, c.head_dim)
+    decoder.rollout(history, episode.observations[3], np.zeros((1, 2, 1)))
+    stream = np.concatenate(fed)  # prefix, then per step: [r,] sep, a, o...
+    np.testing.assert_array_equal(stream[:len(trained.local)], trained.local)  # the prefix is the training stream
+    np.testing.assert_array_equal(stream[len(trained.local):], [18, 19, 0, 1, 2, 17, 18, 19, 0, 1, 2])
 
 
 def test_fine_tuning_from_a_generalist_restores_its_weights_exactly(generalist, tiny_pipeline, tmp_path):
@@ -156,6 +193,11 @@ def test_fine_tuning_from_a_generalist_restores_its_weights_exactly(generalist, 
     specialist = cartpole.model_config()  # the specialist's own layout: another architecture
     with pytest.raises(ValueError, match="another model config .*observation_slots"):
         train(cartpole.data_dir, str(tmp_path / "bad"), specialist, frozen, show_progress=False)
+    other = dict(base, action_repeat=2)
+    torch.save(other, tmp_path / "repeat2.pt")
+    with pytest.raises(ValueError, match="one action per 2 control steps, this data holds one per 1"):
+        train(cartpole.data_dir, str(tmp_path / "repeat"), target,
+              dataclasses.replace(frozen, init_from=str(tmp_path / "repeat2.pt")), show_progress=False)
 
 
 def test_pipeline_config_names_either_a_task_or_tasks(tmp_path):
@@ -172,6 +214,12 @@ def test_pipeline_config_names_either_a_task_or_tasks(tmp_path):
         pipeline("")
     with pytest.raises(ConfigError, match="does not fit a model with 5 observation"):
         pipeline("tasks: [cartpole_swingup, cheetah_run]\nmodel: {observation_slots: 5}\n")
+    with pytest.raises(ConfigError, match="cartpole_swingup~v10003 is a held-out variant"):
+        pipeline("tasks: [cartpole_swingup~v1, cartpole_swingup~v10003]\n")
+    from training.model import TDMConfig
+
+    with pytest.raises(ValueError, match="give observation_slots and action_slots both"):
+        TDMConfig(step_tokens=19, observation_slots=17)
     generalist = pipeline("tasks: [cartpole_swingup, cheetah_run]\n")
     assert generalist.data_dirs == [os.path.join("d", "cartpole_swingup"), os.path.join("d", "cheetah_run")]
     assert pipeline("task: cartpole_swingup\n").model_config().observation_slots == 0  # a specialist as before

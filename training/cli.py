@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         from training.train import checkpoint_losses
 
         rows = checkpoint_losses(args.checkpoint, pipeline.data_dirs, pipeline.train_config(),
-                                 pipeline.model_config())
+                                 pipeline.model_config(), across_tasks=bool(pipeline.tasks))
         print(f"validation windows of {', '.join(pipeline.data_dirs)} (nats per target token):")
         for r in rows:
             roles = "  ".join(f"{k} {'-' if r[k] is None else format(r[k], '.4f')}"
@@ -132,12 +132,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"collected {len(done)} new episodes into {folder}")
     if args.command in ("fit", "all"):
         overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
+        overrides_fit = {}
         if pipeline.kind == "tdm":
             from training.train import train
+
+            if pipeline.tasks:  # a generalist pools its tasks' folders
+                overrides_fit = {"across_tasks": True}
         else:
             from training.baselines import train_baseline as train
         metrics = train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(),
-                        pipeline.train_config(**overrides), show_progress=progress)
+                        pipeline.train_config(**overrides), show_progress=progress, **overrides_fit)
         if int(os.environ.get("RANK", "0")) == 0:
             print("trained:", json.dumps(metrics))
     if args.command in ("export", "all") and int(os.environ.get("RANK", "0")) == 0:

@@ -68,8 +68,10 @@ class TDMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.value_octaves < 0:
             raise ValueError(f"value_octaves must be >= 0, got {self.value_octaves}")
-        if (self.observation_slots or self.action_slots) and \
-                self.step_tokens != self.observation_slots + 2 + self.action_slots:
+        if bool(self.observation_slots) != bool(self.action_slots):
+            raise ValueError(f"give observation_slots and action_slots both (a generalist's table) or neither, got "
+                             f"{self.observation_slots} and {self.action_slots}")
+        if self.observation_slots and self.step_tokens != self.observation_slots + 2 + self.action_slots:
             raise ValueError(f"step_tokens {self.step_tokens} must be observation_slots {self.observation_slots} "
                              f"+ 2 + action_slots {self.action_slots}")
 

@@ -60,6 +60,12 @@ class PipelineConfig:
         check(len(set(self.tasks)) == len(self.tasks), "tasks", "names a task twice")
         check(self.kind in KINDS, "kind", f"unknown model kind {self.kind!r}; choose one of: {', '.join(KINDS)}")
         check(not self.tasks or self.kind == "tdm", "kind", "a generalist (tasks:) is a TDM")
+        from tdm_control.tasks.variants import SEPARATOR, heldout
+
+        for task in self.tasks:
+            check(not (SEPARATOR in task and heldout(task)), "tasks",
+                  f"{task} is a held-out variant (tdm_control.tasks.variants.FAMILY_SPLITS): no training data may "
+                  "touch it, so that zero-shot results on it mean what they say")
         check("task" not in self.collect, "collect.task", "set the task once, at the top level")
         check(len(set(map(os.path.normpath, self.data_dirs))) == len(self.data_dirs), "extra_data_dirs",
               "names a folder twice (or data_dir again); each folder's episodes are pooled once")
@@ -132,7 +138,8 @@ def load_pipeline(path: str) -> PipelineConfig:
             if key in base:
                 raw[key] = base[key]
     config = from_dict(PipelineConfig, raw, where=path)
-    config.collect_config()
+    for task, _ in config.collected:
+        config.collect_config(task)
     config.model_config()
     config.train_config()
     config.export_config()

@@ -177,19 +177,27 @@ def folder_tokenizers(meta: dict[str, Any], folders: int, model_config: TDMConfi
     return tokenizers
 
 
-def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_config: TDMConfig) -> Prepared:
-    """Tokenized training windows and fixed validation windows of the folders. A model with slots
-    (model_config.observation_slots, a generalist) may pool folders of different tasks."""
+def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_config: TDMConfig,
+                 across_tasks: bool = False) -> Prepared:
+    """Tokenized training windows and fixed validation windows of the folders.
+
+    `across_tasks` (a generalist's pretraining) lets the folders hold different tasks, each
+    tokenized in its own layout of the model's slots, and holds out every k-th episode of each
+    folder (at least one of each folder of two or more), so every task is validated."""
     folders = dataset_folders(data_dirs)
-    meta, episodes = load_datasets(folders, across_tasks=bool(model_config.observation_slots))
+    meta, episodes = load_datasets(folders, across_tasks=across_tasks)
     tokenizers = folder_tokenizers(meta, len(folders), model_config)
     tokenizer = tokenizers[0]
+    if is_generalist(meta["task"]):  # the checkpoint records the whole table's layout, not one task's
+        n, m = tokenizer.slots
+        tokenizer = dataclasses.replace(tokenizer, observation_size=n, action_size=m)
     action_weights = {0: config.brownian_action_weight, 1: config.action_weight}
     tokenized = [tokenize_episode(tokenizers[e.source], e, action_weights, dynamics_weights(e, config))
                  for e in episodes]
     every = max(2, round(1 / config.validation_fraction))
-    val = [t for i, t in enumerate(tokenized) if i % every == every - 1]
-    train_ids = [i for i in range(len(tokenized)) if i % every != every - 1] or list(range(len(tokenized)))
+    held_out = validation_episodes([e.source for e in episodes], every, per_folder=across_tasks)
+    val = [t for t, h in zip(tokenized, held_out) if h]
+    train_ids = [i for i, h in enumerate(held_out) if not h] or list(range(len(tokenized)))
     val = val or tokenized[:1]
     c = config.sequence_tokens
     windows = WindowSampler(val, c, seed=config.seed).all_windows(stride=max(1, c // 2))
@@ -199,6 +207,23 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
                             config.folder_weights, len(folders))
     return Prepared(tokenizer, WindowSampler(train, c, seed=config.seed, weights=weights),
                     tuple(w[pick] for w in windows), meta, dataset_hash(episodes, meta), len(episodes))
+
+
+def validation_episodes(sources: Sequence[int], every: int, per_folder: bool) -> list[bool]:
+    """Which episodes (by their folder index, in order) are held out: every `every`-th one, counted
+    over all folders, or within each folder (`per_folder`), where a folder of 2 or more episodes
+    that would give none gives its last."""
+    if not per_folder:
+        return [i % every == every - 1 for i in range(len(sources))]
+    counts: dict[int, int] = {}
+    held = []
+    for source in sources:
+        counts[source] = counts.get(source, 0) + 1
+        held.append(counts[source] % every == 0)
+    for source, count in counts.items():
+        if 2 <= count < every:
+            held[max(i for i, s in enumerate(sources) if s == source)] = True
+    return held
 
 
 def folder_shares(sources: list[int], lengths: list[int], shares: Sequence[float] | None,
@@ -218,7 +243,7 @@ def folder_shares(sources: list[int], lengths: list[int], shares: Sequence[float
         return None
     if len(shares) != folders:
         raise TrainingError(f"train.folder_weights has {len(shares)} shares for {folders} dataset folders "
-                            f"(data_dir, then extra_data_dirs); give one per folder")
+                            f"(data_dir or a generalist's task folders, then extra_data_dirs); give one per folder")
     sources_arr, lengths_arr = np.asarray(sources), np.asarray(lengths, dtype=np.float64)
     size = np.bincount(sources_arr, weights=lengths_arr, minlength=folders)  # tokens per folder
     share = np.asarray(shares, dtype=np.float64) / sum(shares)
@@ -257,10 +282,14 @@ def same_model_config(saved: dict[str, Any], config: TDMConfig) -> bool:
     return dataclasses.asdict(TDMConfig(**saved)) == dataclasses.asdict(config)
 
 
-def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any]) -> dict[str, Any]:
-    """The model weights of checkpoint `path`, checked to fit `model_config` and `task` (or, for a
-    generalist's checkpoint, any task whose layout fits its slots: fine-tuning)."""
+def initial_weights(path: str, model_config: TDMConfig, task: dict[str, Any], repeat: int) -> dict[str, Any]:
+    """The model weights of checkpoint `path`, checked to fit `model_config`, `task` (or, for a
+    generalist's checkpoint, any task whose layout fits its slots: fine-tuning) and the data's
+    action repeat `repeat` (control steps per model step)."""
     ckpt = read_tdm_checkpoint(path, task, "train.init_from", any_task=True)
+    if ckpt.get("action_repeat", 1) != repeat:
+        raise TrainingError(f"train.init_from: {path} was trained on one action per {ckpt.get('action_repeat', 1)} "
+                            f"control steps, this data holds one per {repeat}; a model step must keep its length")
     if not same_model_config(ckpt["model_config"], model_config):
         saved = dataclasses.asdict(TDMConfig(**ckpt["model_config"]))
         diff = sorted(k for k, v in dataclasses.asdict(model_config).items() if saved.get(k) != v)
@@ -276,7 +305,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> TDM:
 
 
 def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], config: TrainConfig,
-                      model_config: TDMConfig) -> list[dict[str, Any]]:
+                      model_config: TDMConfig, across_tasks: bool = False) -> list[dict[str, Any]]:
     """Validation losses of TDM checkpoints on one pipeline's held-out windows, nats per target token.
 
     Each run holds out every k-th episode of its own folders, so runs trained on different
@@ -284,7 +313,7 @@ def checkpoint_losses(paths: Sequence[str], data_dirs: str | Sequence[str], conf
     same windows. Returns one row per checkpoint: path, step, loss (the weighted total) and the
     loss by role (observation, reward, action; None for a role the windows hold no target of).
     """
-    data = prepare_data(data_dirs, config, model_config)
+    data = prepare_data(data_dirs, config, model_config, across_tasks)
     rows = []
     for path in paths:
         ckpt = read_tdm_checkpoint(path, data.meta["task"], "tdm-train loss")
@@ -329,12 +358,13 @@ def evaluate_loss(model: TDM, validation: tuple[np.ndarray, ...], device: torch.
 
 
 def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig, config: TrainConfig,
-          show_progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+          show_progress: bool = True, stop_after: int | None = None, across_tasks: bool = False) -> dict[str, Any]:
     """Trains (or resumes) the run in `run_dir`; returns the final metrics.
 
     Args:
       data_dirs: a dataset folder made by `training.collect`, or several of one task
-        and action repeat (their episodes are pooled).
+        and action repeat (their episodes are pooled); with `across_tasks` (a generalist's
+        pretraining, see `prepare_data`) of several tasks.
       run_dir: checkpoint, TensorBoard logs and metrics go here.
       model_config, config: the model and the schedule.
       stop_after: stop (with a checkpoint) after this many steps of this call,
@@ -345,7 +375,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
         torch.set_num_threads(config.threads)
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
         else torch.device("cpu")
-    data = prepare_data(data_dirs, config, model_config)
+    data = prepare_data(data_dirs, config, model_config, across_tasks)
     folders = dataset_folders(data_dirs)
     torch.manual_seed(config.seed)
     model = TDM(model_config).to(device)
@@ -364,7 +394,8 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
     elif config.init_from:
-        model.load_state_dict(initial_weights(config.init_from, model_config, data.meta["task"]))
+        model.load_state_dict(initial_weights(config.init_from, model_config, data.meta["task"],
+                                              action_repeat(data.meta)))
     ddp_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -107,7 +107,7 @@ def _variant_classes():
 
         def feed(self, cache, tokens, local):
             tok = self.tokenizer
-            if len(local) == 1 and tok.action_offset <= local[0] < tok.step_tokens and self._logits is not None:
+            if len(local) == 1 and local[0] >= tok.local[tok.action_offset] and self._logits is not None:
                 p = _softmax(self._logits[:, -1, : tok.bins])
                 self.action_logp += np.log(p[np.arange(len(p)), tokens[:, 0]] + 1e-12)
                 self._action_tokens += 1

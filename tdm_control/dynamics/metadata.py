@@ -193,6 +193,13 @@ def check_task(meta: dict[str, Any], task: dict[str, Any], path: str) -> None:
                 f"task {task['task']!r} has {n} observations and {m} actions, so the model cannot represent it. "
                 "Pretrain a generalist with larger model.observation_slots/action_slots, or use a model made for "
                 f"{task['task']}")
+        trained_n = max(e["observation_size"] for e in meta["environments"])
+        trained_m = max(e["action_size"] for e in meta["environments"])
+        if n > trained_n or m > trained_m:
+            raise ConfigError(
+                f"{path} is a generalist trained on steps of at most {trained_n} observations and {trained_m} "
+                f"actions; task {task['task']!r} has {n} and {m}: the places beyond them were never trained. "
+                f"Fine-tune it on data of {task['task']} first (train.init_from), or use a model made for it")
         return
     mismatches = []
     for key in TASK_FIELDS:

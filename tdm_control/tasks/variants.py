@@ -84,6 +84,12 @@ def family(base_name: str, split: str) -> list[str]:
     return [variant_name(base_name, s) for s in seeds]
 
 
+def heldout(name: str) -> bool:
+    """Whether task name `name` ('<task>~v<seed>') is one of its family's held-out variants."""
+    base, seed = parse_variant_name(name)
+    return seed in FAMILY_SPLITS[base][1]
+
+
 def variant_name(base_name: str, seed: int) -> str:
     """'cartpole_swingup', 17 -> 'cartpole_swingup~v17'."""
     return f"{base_name}{SEPARATOR}{seed}"
