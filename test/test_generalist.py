@@ -223,3 +223,47 @@ def test_pipeline_config_names_either_a_task_or_tasks(tmp_path):
     generalist = pipeline("tasks: [cartpole_swingup, cheetah_run]\n")
     assert generalist.data_dirs == [os.path.join("d", "cartpole_swingup"), os.path.join("d", "cheetah_run")]
     assert pipeline("task: cartpole_swingup\n").model_config().observation_slots == 0  # a specialist as before
+
+
+def test_few_shot_subsets_are_seeded_draws_of_m_episodes(tiny_pipeline, tmp_path):
+    from training.cli import main
+    from training.dataset import load_dataset, read_metadata, subset_dataset
+    from training.errors import TrainingError
+
+    pipeline, _ = tiny_pipeline
+    _, source = load_dataset(pipeline.data_dir)
+    a = subset_dataset(pipeline.data_dir, str(tmp_path / "a"), 3, draw=0)
+    assert len(a) == 3 and a == sorted(set(a))
+    assert subset_dataset(pipeline.data_dir, str(tmp_path / "a"), 3, draw=0) == a  # written again: nothing changes
+    draws = {tuple(subset_dataset(pipeline.data_dir, str(tmp_path / f"d{d}"), 3, draw=d)) for d in range(6)}
+    assert len(draws) > 1  # independent draws differ
+    meta, episodes = load_dataset(str(tmp_path / "a"))
+    assert meta["subset"]["indices"] == a and meta["task"] == read_metadata(pipeline.data_dir)["task"]
+    for episode, index in zip(episodes, a):
+        np.testing.assert_array_equal(episode.observations, source[index].observations)
+    with pytest.raises(TrainingError, match="holds other data than this subset"):
+        subset_dataset(pipeline.data_dir, str(tmp_path / "a"), 3, draw=1)
+    with pytest.raises(TrainingError, match="holds 6 episodes; a subset needs 1 to 6, not 7"):
+        subset_dataset(pipeline.data_dir, str(tmp_path / "b"), 7, draw=0)
+    assert main(["subset", "--from", pipeline.data_dir, "--episodes", "2", "--draw", "3",
+                 "--out", str(tmp_path / "cli")]) == 0
+    assert len(load_dataset(str(tmp_path / "cli"))[1]) == 2
+
+
+def test_kept_checkpoints_give_a_fine_tuning_curve_and_export_one_by_one(tiny_pipeline, tmp_path):
+    from training.cli import main
+    from training.train import TrainConfig, snapshot_path
+
+    pipeline, config_path = tiny_pipeline
+    config = dataclasses.replace(pipeline.train_config(), max_steps=6, eval_every=2, checkpoint_every=2,
+                                 keep_every=4)
+    run = str(tmp_path / "run")
+    train(pipeline.data_dir, run, pipeline.model_config(), config, show_progress=False)
+    assert sorted(os.listdir(run)) == ["checkpoint.pt", "checkpoint_000004.pt", "tensorboard"]
+    assert load_checkpoint(snapshot_path(run, 4))["step"] == 4 and load_checkpoint(os.path.join(run, CHECKPOINT))[
+        "step"] == 6
+    out = str(tmp_path / "step4.onnx")
+    assert main(["export", "--config", config_path, "--checkpoint", snapshot_path(run, 4), "--out", out]) == 0
+    assert os.path.getsize(out) > 0
+    with pytest.raises(ConfigError, match="keep_every: must be 0 or a multiple of checkpoint_every"):
+        TrainConfig(checkpoint_every=4, keep_every=6)

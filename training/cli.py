@@ -9,6 +9,8 @@
                                        # checkpoints' losses on this pipeline's held-out windows
     tdm-train import-bag --task cartpole_swingup --out data/cartpole_bags BAG [BAG ...]
                                        # ROS 2 bags of joint states and commands -> a dataset folder
+    tdm-train subset --from data/cartpole_target --episodes 10 --draw 0 --out data/cartpole_M10_d0
+                                       # M episodes of a dataset, drawn with a seed (few-shot data)
 
 Data-parallel training: torchrun --nproc_per_node 2 -m training.cli fit --config ...
 """
@@ -45,9 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--max-steps", type=int, help="override train.max_steps")
         if name in ("export", "all"):
             p.add_argument("--out", help="override model_path")
+        if name == "export":
+            p.add_argument("--checkpoint", help="export this checkpoint (e.g. a kept runs/<run>/checkpoint_<step>.pt) "
+                                                "instead of the run's latest")
         if name == "loss":
             p.add_argument("--checkpoint", action="append", required=True,
                            help="a runs/<run>/checkpoint.pt; repeat to compare several on the same windows")
+    p = sub.add_parser("subset", help="write M episodes of a dataset, drawn with a seed, as a new dataset folder "
+                                      "(few-shot fine-tuning data)")
+    p.add_argument("--from", dest="source", required=True, help="the dataset folder to draw from")
+    p.add_argument("--episodes", type=int, required=True, help="M, episodes to draw")
+    p.add_argument("--draw", type=int, default=0, help="seed of the draw: independent draws of M episodes")
+    p.add_argument("--out", required=True, help="the new dataset folder")
     add_import_arguments(sub.add_parser(
         "import-bag", help="turn ROS 2 bags (rosbag2, MCAP or sqlite3) of joint states and effort commands into "
                            "a dataset folder that `fit` reads (data_dir:)"))
@@ -104,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "import-bag":
         return import_bag(args)
+    if args.command == "subset":
+        from training.dataset import subset_dataset
+
+        taken = subset_dataset(args.source, args.out, args.episodes, args.draw)
+        print(f"{args.out}: episodes {taken} of {args.source} (draw {args.draw})")
+        return 0
     pipeline = load_pipeline(args.config)
     progress = not args.no_progress
     if args.command == "stats":
@@ -147,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command in ("export", "all") and int(os.environ.get("RANK", "0")) == 0:
         from training.train import CHECKPOINT
 
-        checkpoint, out = os.path.join(pipeline.run_dir, CHECKPOINT), args.out or pipeline.model_path
+        checkpoint = getattr(args, "checkpoint", None) or os.path.join(pipeline.run_dir, CHECKPOINT)
+        out = args.out or pipeline.model_path
         if pipeline.kind == "tdm":
             from training.export import export
 

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tdm_control.files import write_json
 from tdm_control.tokenizer import Role, Tokenizer
 from training.errors import TrainingError
 
@@ -169,6 +170,35 @@ def load_datasets(data_dirs: str | Sequence[str],
     if any(m["task"] != meta["task"] for m in metas):
         meta = {**meta, "task": generalist_task([m["task"] for m in metas]), "folders": metas}
     return meta, episodes
+
+
+def subset_dataset(source: str, out: str, episodes: int, draw: int) -> list[int]:
+    """Writes `episodes` episodes of dataset `source`, drawn without replacement with seed `draw`, as a
+    new dataset `out` (renumbered from 0, in source order); returns the source indices taken.
+
+    For few-shot fine-tuning: M episodes of a target task, in independent draws. The folder's
+    dataset.json is the source's with `subset` added (source folder, draw, indices), so `fit` and
+    `stats` read it as any dataset. Writing the same subset again does nothing; a folder holding
+    another subset (or other data) is refused.
+    """
+    meta = read_metadata(source)
+    have = existing_episodes(source)
+    if not 1 <= episodes <= len(have):
+        raise TrainingError(f"{source} holds {len(have)} episodes; a subset needs 1 to {len(have)}, not {episodes}")
+    rng = np.random.default_rng([draw, episodes])
+    taken = sorted(int(i) for i in rng.choice(have, size=episodes, replace=False))
+    subset = {"source": os.path.abspath(source), "draw": draw, "indices": taken}
+    if os.path.exists(os.path.join(out, "dataset.json")):
+        if read_metadata(out).get("subset") != subset:
+            raise TrainingError(f"{out} holds other data than this subset ({episodes} episodes of {source}, draw "
+                                f"{draw}); write it into a new folder")
+        if existing_episodes(out) == list(range(episodes)):
+            return taken
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "dataset.json"), {**meta, "subset": subset})
+    for new, old in enumerate(taken):
+        save_episode(out, new, load_episode(episode_path(source, old)))
+    return taken
 
 
 def dataset_hash(episodes: list[Episode], meta: dict[str, Any]) -> str:

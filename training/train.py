@@ -83,6 +83,9 @@ class TrainConfig:
     """Steps between validation passes."""
     checkpoint_every: int = 500
     """Steps between checkpoints (one more at the end)."""
+    keep_every: int = 0
+    """Also keep the checkpoint of every k-th step as checkpoint_<step>.pt, for curves of return against
+    training (fine-tuning) steps; a multiple of checkpoint_every. 0: only the latest."""
     threads: int = 0
     """torch CPU threads per process; 0 leaves torch's default."""
     init_from: str | None = None
@@ -100,6 +103,8 @@ class TrainConfig:
         check(self.min_learning_rate <= self.learning_rate, "min_learning_rate", "must not exceed learning_rate")
         check(self.fall_weight >= 0, "fall_weight", f"must be >= 0, got {self.fall_weight}")
         check(self.fall_lead_steps >= 1, "fall_lead_steps", f"must be >= 1, got {self.fall_lead_steps}")
+        check(self.keep_every >= 0 and self.keep_every % self.checkpoint_every == 0, "keep_every",
+              f"must be 0 or a multiple of checkpoint_every ({self.checkpoint_every}), got {self.keep_every}")
         if self.folder_weights is not None:
             check(len(self.folder_weights) > 0 and all(w >= 0 for w in self.folder_weights)
                   and sum(self.folder_weights) > 0, "folder_weights",
@@ -250,6 +255,11 @@ def folder_shares(sources: list[int], lengths: list[int], shares: Sequence[float
     return share[sources_arr] / size[sources_arr]
 
 
+def snapshot_path(run_dir: str, step: int) -> str:
+    """Where `train.keep_every` keeps the checkpoint of `step`."""
+    return os.path.join(run_dir, f"checkpoint_{step:06d}.pt")
+
+
 def save_checkpoint(path: str, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
     tmp = f"{path}.tmp{os.getpid()}"
@@ -388,7 +398,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
         if not same_model_config(ckpt["model_config"], model_config) or ckpt["dataset_hash"] != data.data_hash:
             raise TrainingError(f"{path} belongs to another model config or dataset; use a new run folder "
                                 f"or delete it to start over")
-        if {"init_from": None, **ckpt["train_config"]} != dataclasses.asdict(config):  # runs older than init_from
+        if {"init_from": None, "keep_every": 0, **ckpt["train_config"]} != dataclasses.asdict(config):  # older runs
             raise TrainingError(f"{path} was trained with another schedule; resume with the same train config")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -414,7 +424,7 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
     def checkpoint(step: int) -> None:
         if rank != 0:
             return
-        save_checkpoint(path, {
+        payload = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "model_config": dataclasses.asdict(model_config), "train_config": dataclasses.asdict(config),
             "tokenizer": data.tokenizer.describe(), "task": data.meta["task"],
@@ -422,7 +432,10 @@ def train(data_dirs: str | Sequence[str], run_dir: str, model_config: TDMConfig,
             "dataset_dirs": [os.path.abspath(f) for f in folders],
             "action_repeat": action_repeat(data.meta),
             "dataset_episodes": data.episodes, "metrics": metrics, "world_size": world,
-        })
+        }
+        save_checkpoint(path, payload)
+        if config.keep_every and step % config.keep_every == 0:
+            save_checkpoint(snapshot_path(run_dir, step), payload)
 
     with tqdm(total=config.max_steps, initial=start, disable=not show_progress or rank != 0,
               unit="step", desc="train") as bar:
