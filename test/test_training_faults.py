@@ -156,3 +156,37 @@ def test_a_checkpoint_killed_mid_write_never_fails_to_load(tmp_path):
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "checkpoint.pt"]
     assert all(".tmp" in name for name in leftovers)  # half-written temporary files, never read
     print(f"killed at steps {steps}, leaving {len(leftovers)} half-written temporary file(s)")
+
+
+def test_a_terminated_collection_stops_its_worker_processes(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(TINY_PIPELINE.format(root=tmp_path).replace("episodes: 6", "episodes: 40")
+                      .replace("workers: 1", "workers: 2"))
+    process = subprocess.Popen([sys.executable, "-m", "training.cli", "collect", "--config", str(config),
+                                "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=dict(os.environ, MUJOCO_GL="disable"))
+
+    def workers() -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+
+    deadline = time.monotonic() + KILL_DEADLINE_S
+    while len(workers()) < 2 or not os.path.isdir(tmp_path / "data"):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.05)
+    children = workers()
+    process.terminate()  # SIGTERM to the collector only, as `kill PID` sends it
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in children), "worker processes outlived the collector"
+

@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from tdm_control.config import ConfigError
@@ -189,8 +191,16 @@ def print_stats(stats: dict) -> None:
           f"{stats['lost_episodes']}, of which {stats['recovered_episodes']} reach it again")
 
 
+def _terminate(signum: int, _frame) -> None:
+    """SIGTERM (`kill`, a job scheduler) unwinds like Ctrl-C, so cleanup runs: the collector's worker
+    processes are stopped with it instead of collecting on as orphans."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(args)
     except (ConfigError, FileNotFoundError, TrainingError) as e:  # each says what is wrong and what to do
