@@ -151,16 +151,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"collected {len(done)} new episodes into {folder}")
     if args.command in ("fit", "all"):
         overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
-        overrides_fit = {}
+        pooling = {"across_tasks": True} if pipeline.tasks else {}  # a generalist (always a TDM) pools its tasks
         if pipeline.kind == "tdm":
             from training.train import train
-
-            if pipeline.tasks:  # a generalist pools its tasks' folders
-                overrides_fit = {"across_tasks": True}
         else:
             from training.baselines import train_baseline as train
         metrics = train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(),
-                        pipeline.train_config(**overrides), show_progress=progress, **overrides_fit)
+                        pipeline.train_config(**overrides), show_progress=progress, **pooling)
         if int(os.environ.get("RANK", "0")) == 0:
             print("trained:", json.dumps(metrics))
     if args.command in ("export", "all") and int(os.environ.get("RANK", "0")) == 0:
