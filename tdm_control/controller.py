@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from tdm_control.dynamics import Dynamics, make_dynamics
+from tdm_control.exploration import EXPLORATION_STREAM, Explorer, exploration_config
 from tdm_control.history import History
 from tdm_control.planning import PlanInfo, Planner, make_objective, make_planner
 from tdm_control.tasks import Task
@@ -23,9 +24,14 @@ class Controller:
     `action_repeat` control steps; in between, the chosen action is held.
     """
 
-    def __init__(self, task: Task, planner: Planner, history_steps: int | None = None) -> None:
+    def __init__(self, task: Task, planner: Planner, history_steps: int | None = None,
+                 explorer: Explorer | None = None) -> None:
+        """`explorer`: the data policy (tdm_control.exploration) that replaces some plans by Brownian
+        segments and perturbs the others, for recording exploratory data; None plans every step."""
         self.task = task
         self.planner = planner
+        self.explorer = explorer
+        self._decisions = 0  # actions chosen this episode (the explorer's clock)
         steps = planner.dynamics.history_steps if history_steps is None else history_steps
         self.history = History(steps)
         self.action_repeat = planner.dynamics.action_repeat
@@ -42,6 +48,7 @@ class Controller:
         self.planner.reset()
         self._previous_action = None
         self._held_for = 0
+        self._decisions = 0
 
     @property
     def last_plan(self) -> PlanInfo | None:
@@ -72,7 +79,11 @@ class Controller:
             reward = float(self.task.reward(obs, self._previous_action))
         self.history.current_reward = reward
         start = time.perf_counter()
-        action = np.clip(self.planner.plan(obs, self.history), -1.0, 1.0)  # (m,)
+        if self.explorer is None:
+            action = np.clip(self.planner.plan(obs, self.history), -1.0, 1.0)  # (m,)
+        else:
+            action = self.explorer.act(self._decisions, lambda: self.planner.plan(obs, self.history))
+        self._decisions += 1
         self.last_latency = time.perf_counter() - start
         self.history.append(obs, reward, action)
         self._previous_action = action
@@ -109,4 +120,9 @@ def build_controller(spec: ControllerSpec, task: Task, episode: int, dynamics: D
         dynamics = make_dynamics(spec.model, task, action_repeat=spec.action_repeat)
     planner = make_planner(spec.planner, dynamics, objective, task.action_size,
                            episode_rng(spec.seed, episode), spec.planner_params)
-    return Controller(task, planner)
+    exploration = exploration_config(getattr(spec, "exploration", {}))  # the planner node's; evaluation has none
+    explorer = None
+    if exploration is not None:
+        explorer = Explorer(exploration, np.random.default_rng([spec.seed, episode, EXPLORATION_STREAM]),
+                            task.action_size)
+    return Controller(task, planner, explorer=explorer)

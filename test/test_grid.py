@@ -144,3 +144,24 @@ def test_a_model_retrained_at_the_same_path_is_not_mixed_with_its_old_results(ti
     assert len(load_results(load_grid(str(spec)))) == 1
     errors = json.loads((out / "prediction_error" / "m.json").read_text())  # recomputed for the new file too
     assert errors["model_sha256"] == recorded()
+
+
+def test_an_experiment_over_several_tasks_runs_and_reports_each(tmp_path, capsys):
+    """Zero-shot grids list held-out variants as one experiment's `tasks`: one row (and run) per task,
+    each episode simulated on its own task's physics; an unknown task is named before anything runs."""
+    spec = tmp_path / "grid.yaml"
+    out = tmp_path / "out"
+    spec.write_text(f"out: {out}\ntask: cartpole_swingup\nseeds: [0]\nsteps: 4\nworkers: 2\nexperiments: ["
+                    "{name: variants, tasks: [cartpole_swingup~v10000, cartpole_swingup~v10001], "
+                    "models: {gt: mujoco}, planners: [{planner: random_shooting, samples: 4}], horizons: [2]}]\n")
+    config = load_grid(str(spec))
+    assert [r["task"] for r in expand(config)] == ["cartpole_swingup~v10000", "cartpole_swingup~v10001"]
+    assert cli.main(["grid", str(spec)]) == 0
+    results = load_results(config)
+    assert sorted(r["task"] for r in results) == ["cartpole_swingup~v10000", "cartpole_swingup~v10001"]
+    assert results[0]["return"] != results[1]["return"]  # other masses, lengths and gear: other episodes
+    report = (out / "report.md").read_text()
+    assert "gt on cartpole_swingup~v10000" in report and "gt on cartpole_swingup~v10001" in report
+    spec.write_text(spec.read_text().replace("~v10001", "~vX"))
+    with pytest.raises(ConfigError, match="vX"):
+        load_grid(str(spec))

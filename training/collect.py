@@ -2,7 +2,7 @@
 
 The paper trained on expert data and notes that random-shooting MPC then
 queries the model far from it. So episodes here mix two behaviours, segment by
-segment:
+segment (tdm_control.exploration, which the planner node's `exploration` shares):
 
 * `mpc`: the ground-truth MuJoCo model driving a warm-started random-shooting
   planner (near-expert), its actions perturbed by Gaussian noise;
@@ -30,38 +30,16 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from tdm_control.config import check, from_dict
+from tdm_control.config import check
 from tdm_control.dynamics import make_dynamics, model_digest
+from tdm_control.exploration import DEFAULT_MIXES, MPC, ExplorationConfig, Explorer
 from tdm_control.files import write_json
 from tdm_control.history import History
 from tdm_control.planning import ObservationReward, make_planner, planner_config
-from tdm_control.planning.noise import brownian_noise
 from tdm_control.tasks import make_task
 from tdm_control.tasks.simulator import Simulator
 from training.dataset import FORMAT, POLICIES, VERSION, Episode, existing_episodes, read_metadata, save_episode
 from training.errors import TrainingError
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicyMix:
-    weight: float = 1.0
-    """Relative probability that an episode uses this mix."""
-    mpc_share: float = 0.5
-    """Probability that a segment is driven by the MPC planner rather than Brownian noise."""
-    action_noise: float = 0.1
-    """Std of Gaussian noise added to MPC actions (actions live in [-1, 1])."""
-
-    def __post_init__(self) -> None:
-        check(self.weight >= 0, "weight", f"must be >= 0, got {self.weight}")
-        check(0 <= self.mpc_share <= 1, "mpc_share", f"must be in [0, 1], got {self.mpc_share}")
-        check(self.action_noise >= 0, "action_noise", f"must be >= 0, got {self.action_noise}")
-
-
-DEFAULT_MIXES = (
-    {"weight": 0.4, "mpc_share": 1.0, "action_noise": 0.1},
-    {"weight": 0.4, "mpc_share": 0.5, "action_noise": 0.3},
-    {"weight": 0.2, "mpc_share": 0.0, "action_noise": 0.0},
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +54,11 @@ class CollectConfig:
     """Control steps each action is held; episodes are recorded at this coarser rate (one
     dataset step per held action) and models trained on them plan at it."""
     segment_steps: int = 50
-    """Dataset steps (held actions) per behaviour segment."""
+    """Dataset steps (held actions) per behaviour segment (tdm_control.exploration)."""
     noise_variance: float = 2.0
     """Variance of Brownian segments over `segment_steps`."""
     mixes: tuple[Any, ...] = DEFAULT_MIXES
-    """Episode mixes: dicts with weight, mpc_share, action_noise (see PolicyMix)."""
+    """Episode mixes: dicts with weight, mpc_share, action_noise (tdm_control.exploration.PolicyMix)."""
     planner: str = "warm_start"
     """Planner driving the MPC segments."""
     model: str = "mujoco"
@@ -99,17 +77,16 @@ class CollectConfig:
         check(self.action_repeat >= 1, "action_repeat", f"must be >= 1, got {self.action_repeat}")
         check(self.steps % self.action_repeat == 0, "steps",
               f"{self.steps} control steps are not a whole number of actions held {self.action_repeat} steps")
-        check(self.segment_steps >= 1, "segment_steps", f"must be >= 1, got {self.segment_steps}")
         check(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
-        check(len(self.mixes) > 0, "mixes", "needs at least one mix")
-        for i, mix in enumerate(self.mixes):
-            from_dict(PolicyMix, dict(mix), where=f"collect.mixes[{i}]")
+        self.exploration  # noqa: B018 (checks segment_steps, noise_variance and mixes)
         planner_config(self.planner, self.planner_params)
         check(self.model == "mujoco" or self.model.endswith(".onnx"), "model",
               f"must be 'mujoco' or a path to an exported .onnx model, got {self.model!r}")
 
-    def policy_mixes(self) -> list[PolicyMix]:
-        return [from_dict(PolicyMix, dict(m)) for m in self.mixes]
+    @property
+    def exploration(self) -> ExplorationConfig:
+        """The data policy (MPC and Brownian segments) this collection follows."""
+        return ExplorationConfig(self.segment_steps, self.noise_variance, tuple(self.mixes))
 
 
 _TASKS: dict[str, Any] = {}
@@ -151,34 +128,25 @@ def collect_episode(config: CollectConfig, index: int) -> Episode:
     if config.steps > task.episode_steps:
         raise TrainingError(f"collect.steps {config.steps} exceeds the task's episode of {task.episode_steps} steps")
     rng = np.random.default_rng([config.seed, index])
-    mixes = config.policy_mixes()
-    weights = np.array([m.weight for m in mixes])
-    mix = mixes[rng.choice(len(mixes), p=weights / weights.sum())]
+    steps = config.steps // config.action_repeat  # dataset steps, one per held action
+    explorer = Explorer(config.exploration, rng, task.action_size, steps)  # draws the episode's mix first
     dynamics = open_dynamics(config, task)
     planner = make_planner(config.planner, dynamics, ObservationReward(task.reward), task.action_size,
                            np.random.default_rng([config.seed, index, 1]), config.planner_params)
     simulator = Simulator(task, seed=int(rng.integers(2**31 - 1)))
-    m = task.action_size
-    steps = config.steps // config.action_repeat  # dataset steps, one per held action
     planner_label = 1 if config.model == "mujoco" else 2  # POLICIES
     history = History(dynamics.history_steps)  # what a sequence model conditions on
-    segment: dict[str, Any] = {}  # the behaviour of the running segment: use_mpc, walk (L, m)
+
+    def plan_from(observation: np.ndarray, reward: float) -> Callable[[], np.ndarray]:
+        def plan() -> np.ndarray:
+            history.current_reward = reward
+            return planner.plan(observation, history)
+        return plan
 
     def policy(t: int, observation: np.ndarray, reward: float) -> tuple[np.ndarray, int]:
-        k = t % config.segment_steps
-        if k == 0:  # a new segment picks its behaviour
-            length = min(config.segment_steps, steps - t)
-            segment["use_mpc"] = rng.random() < mix.mpc_share
-            segment["walk"] = None if segment["use_mpc"] else brownian_noise(rng, 1, length, m,
-                                                                              config.noise_variance)[0]
-        if segment["use_mpc"]:
-            history.current_reward = reward
-            action = planner.plan(observation, history) + mix.action_noise * rng.normal(size=m)
-        else:
-            action = segment["walk"][k]
-        action = np.clip(action, -1.0, 1.0)
+        action = explorer.act(t, plan_from(observation, reward))
         history.append(observation, reward, action)  # the action executed, noise and all
-        return action, planner_label if segment["use_mpc"] else 0
+        return action, planner_label if explorer.behaviour == MPC else 0
 
     episode = play_episode(task, simulator, policy, steps, config.action_repeat, seed=index)
     dynamics.close()

@@ -47,6 +47,8 @@ class PipelineConfig:
     """'tdm' (the transformer), or a baseline: 'mlp_delta', 'mlp_tokenized'."""
     collect: dict = dataclasses.field(default_factory=dict)
     """CollectConfig keys (task is taken from above)."""
+    collect_episodes: dict = dataclasses.field(default_factory=dict)
+    """A generalist's episodes per task where they differ from collect.episodes: {task: episodes}."""
     model: dict = dataclasses.field(default_factory=dict)
     """TDMConfig keys (or MLPConfig keys for a baseline), except those that follow from the task."""
     train: dict = dataclasses.field(default_factory=dict)
@@ -67,6 +69,10 @@ class PipelineConfig:
                   f"{task} is a held-out variant (tdm_control.tasks.variants.FAMILY_SPLITS): no training data may "
                   "touch it, so that zero-shot results on it mean what they say")
         check("task" not in self.collect, "collect.task", "set the task once, at the top level")
+        for task, episodes in self.collect_episodes.items():
+            check(task in self.tasks, "collect_episodes", f"{task} is not one of tasks")
+            check(isinstance(episodes, int) and episodes > 0, "collect_episodes", f"{task}: give a positive "
+                  f"number of episodes, not {episodes!r}")
         check(len(set(map(os.path.normpath, self.data_dirs))) == len(self.data_dirs), "extra_data_dirs",
               "names a folder twice (or data_dir again); each folder's episodes are pooled once")
         for key in MODEL_KEYS_DERIVED:
@@ -87,7 +93,8 @@ class PipelineConfig:
     def collect_config(self, task: str | None = None, **overrides: Any) -> CollectConfig:
         """The collection config of `task` (default: the pipeline's one task, or its first)."""
         task = task or self.task or self.tasks[0]
-        return from_dict(CollectConfig, {**self.collect, "task": task, **overrides}, where="collect")
+        episodes = {"episodes": self.collect_episodes[task]} if task in self.collect_episodes else {}
+        return from_dict(CollectConfig, {**self.collect, "task": task, **episodes, **overrides}, where="collect")
 
     def model_config(self):
         """TDMConfig, or MLPConfig for a baseline, with the task-derived sizes filled in."""
@@ -132,7 +139,7 @@ def load_pipeline(path: str) -> PipelineConfig:
     if "data_from" in raw:
         base_path = os.path.join(os.path.dirname(path), raw.pop("data_from"))
         base = _read_yaml(base_path)
-        for key in ("task", "tasks", "data_dir", "extra_data_dirs", "collect"):
+        for key in ("task", "tasks", "data_dir", "extra_data_dirs", "collect", "collect_episodes"):
             if key in raw:
                 raise ConfigError(f"{path}: {key} comes from {base_path} (data_from); remove it here")
             if key in base:

@@ -188,7 +188,7 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
 
     `across_tasks` (a generalist's pretraining) lets the folders hold different tasks, each
     tokenized in its own layout of the model's slots, and holds out every k-th episode of each
-    folder (at least one of each folder of two or more), so every task is validated."""
+    folder (at least one of each folder of three or more), so every task with data to spare is validated."""
     folders = dataset_folders(data_dirs)
     meta, episodes = load_datasets(folders, across_tasks=across_tasks)
     tokenizers = folder_tokenizers(meta, len(folders), model_config)
@@ -216,8 +216,8 @@ def prepare_data(data_dirs: str | Sequence[str], config: TrainConfig, model_conf
 
 def validation_episodes(sources: Sequence[int], every: int, per_folder: bool) -> list[bool]:
     """Which episodes (by their folder index, in order) are held out: every `every`-th one, counted
-    over all folders, or within each folder (`per_folder`), where a folder of 2 or more episodes
-    that would give none gives its last."""
+    over all folders, or within each folder (`per_folder`), where a folder of 3 or more episodes
+    that would give none gives its last (a folder of 1 or 2, such as one robot variant's, trains on all)."""
     if not per_folder:
         return [i % every == every - 1 for i in range(len(sources))]
     counts: dict[int, int] = {}
@@ -226,7 +226,7 @@ def validation_episodes(sources: Sequence[int], every: int, per_folder: bool) ->
         counts[source] = counts.get(source, 0) + 1
         held.append(counts[source] % every == 0)
     for source, count in counts.items():
-        if 2 <= count < every:
+        if 3 <= count < every:
             held[max(i for i, s in enumerate(sources) if s == source)] = True
     return held
 

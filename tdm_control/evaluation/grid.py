@@ -61,6 +61,8 @@ class Experiment:
     'predicted' (the model's reward predictions, paper eq. 6)."""
     action_repeat: int = 0
     """Control steps each planned action is held; 0: each model's own (1 for mujoco)."""
+    tasks: tuple[str, ...] = ()
+    """Registered tasks (or variants) this experiment runs on, each as its own row; empty: the grid's task."""
 
     def __post_init__(self) -> None:
         check(bool(self.models), f"{self.name}.models", "needs at least one model")
@@ -78,7 +80,7 @@ class GridConfig:
     out: str
     """Folder for runs, report and plots."""
     task: str
-    """Registered task."""
+    """Registered task of every experiment that names none."""
     experiments: tuple[Any, ...]
     """Experiment dicts (see Experiment)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3)
@@ -105,11 +107,11 @@ def expand(config: GridConfig) -> list[dict[str, Any]]:
     """Every run of the grid: dicts with experiment, model label/path, planner, params, horizon, seed."""
     runs = []
     for exp in config.experiment_list():
-        for (label, model), entry, horizon, objective, seed in itertools.product(
-                exp.models.items(), [p for e in exp.planners for p in expand_planner(e)], exp.horizons,
-                exp.objectives, config.seeds):
+        for task, (label, model), entry, horizon, objective, seed in itertools.product(
+                exp.tasks or (config.task,), exp.models.items(), [p for e in exp.planners for p in expand_planner(e)],
+                exp.horizons, exp.objectives, config.seeds):
             params = {k: v for k, v in entry.items() if k != "planner"}
-            runs.append({"experiment": exp.name, "task": config.task, "model_label": label, "model": model,
+            runs.append({"experiment": exp.name, "task": task, "model_label": label, "model": model,
                          "planner": entry["planner"], "planner_params": {**params, "horizon": horizon},
                          "objective": objective, "seed": seed, "steps": config.steps,
                          "action_repeat": exp.action_repeat})
@@ -233,13 +235,13 @@ def load_results(config: GridConfig) -> list[dict[str, Any]]:
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (experiment, model, planner, params): mean return over seeds, 68% interval, latency."""
+    """One row per (experiment, task, model, planner, params): mean return over seeds, 68% interval, latency."""
     from tdm_control.evaluation.episodes import standard_error
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        key = json.dumps([r["experiment"], r["model_label"], r["planner"], r["planner_params"], r["objective"]],
-                         sort_keys=True)
+        key = json.dumps([r["experiment"], r["task"], r["model_label"], r["planner"], r["planner_params"],
+                          r["objective"]], sort_keys=True)
         groups.setdefault(key, []).append(r)
     rows = []
     for members in groups.values():
@@ -247,7 +249,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         returns = np.array([m["return"] for m in members])
         sem = standard_error(returns)
         first = members[0]
-        rows.append({"experiment": first["experiment"], "model": first["model_label"], "planner": first["planner"],
+        rows.append({"experiment": first["experiment"], "task": first["task"], "model": first["model_label"],
+                     "planner": first["planner"],
                      "params": first["planner_params"], "objective": first["objective"],
                      "mean": float(returns.mean()), "sem": sem, "returns": returns.tolist(),  # by seed
                      "latency_s": float(np.median([m["latency_median_s"] for m in members]))})
@@ -257,5 +260,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def load_grid(path: str) -> GridConfig:
     raw = read_yaml(path, "grid file")
     config = from_dict(GridConfig, raw, where=path)
-    config.experiment_list()
+    from tdm_control.tasks import make_task
+
+    for task in {config.task}.union(*(e.tasks for e in config.experiment_list())):
+        make_task(task)  # an unknown task is named now, not in a worker mid-grid
     return config

@@ -185,7 +185,9 @@ def rewards_filename(experiment: str) -> str:
 def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
     """Writes report.md and the plots; returns the paths written."""
     results = load_results(config)
-    rows = summarize(results)
+    # An experiment over several tasks labels each row with its task.
+    rows = [r if r["task"] == config.task else {**r, "model": f"{r['model']} on {r['task']}"}
+            for r in summarize(results)]
     written, traced = [], set()
     os.makedirs(config.out, exist_ok=True)
     for name in dict.fromkeys(r["experiment"] for r in rows):

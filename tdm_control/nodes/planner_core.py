@@ -44,6 +44,7 @@ from tdm_control import topics
 from tdm_control.config import ConfigError, check
 from tdm_control.controller import Controller, build_controller
 from tdm_control.dynamics import make_dynamics
+from tdm_control.exploration import exploration_config
 from tdm_control.nodes.joints import BadInput, CommandLayout, JointStateReader
 from tdm_control.nodes.stamps import StampPolicy, Verdict
 from tdm_control.planning import OBJECTIVES, Planner, check_plan_memory, make_planner, planner_config
@@ -76,6 +77,11 @@ class PlannerNodeConfig:
     """The planner's config: samples (K), horizon (N), noise_variance, ... (`planner_params.samples` in ROS)."""
     objective: str = "observation"
     """'observation': task reward of predicted observations; 'predicted': the model's reward predictions."""
+    exploration: dict = dataclasses.field(default_factory=dict)
+    """Record exploratory data: tdm_control.exploration.ExplorationParameters keys (segment_steps,
+    noise_variance, weights, mpc_shares, action_noises; `exploration.segment_steps` in ROS). Some segments
+    then play Brownian walks instead of plans and plans carry noise, as `tdm-train collect` does. For
+    data collection in simulation or on a robot that may be pushed; empty (the default): plain MPC."""
     seed: int = 0
     """Episode i plans with numpy generator default_rng([seed, i]), as the in-process evaluation."""
     action_repeat: int = 0
@@ -246,6 +252,7 @@ class PlannerCore:
             planner = planner_config(c.planner, c.planner_params)
         except ConfigError as e:
             raise ConfigError(f"planner/planner_params: {e}") from None
+        exploration_config(c.exploration)  # a ConfigError names the key
         threads = {}
         if c.threads:
             threads = {"nthread" if c.model == "mujoco" else "threads": c.threads}
