@@ -45,7 +45,8 @@ def generalist(tmp_path_factory):
         collect(pipeline.collect_config(task), folder, show_progress=False)
     train(pipeline.data_dirs, pipeline.run_dir, pipeline.model_config(), pipeline.train_config(), show_progress=False,
           across_tasks=True)
-    report = export(os.path.join(pipeline.run_dir, CHECKPOINT), pipeline.model_path, pipeline.export_config())
+    report = export(os.path.join(pipeline.run_dir, CHECKPOINT), pipeline.model_path,
+                    dataclasses.replace(pipeline.export_config(), weights=True))
     return pipeline, report
 
 
@@ -183,9 +184,13 @@ def test_fine_tuning_from_a_generalist_restores_its_weights_exactly(generalist, 
     base = load_checkpoint(os.path.join(pipeline.run_dir, CHECKPOINT))
     # The target task's pipeline with the generalist's architecture and slots (as a fine-tuning config sets them).
     target = pipeline.model_config()
+    # From the weights shipped beside the exported model (export.weights), as a user fine-tunes.
+    from training.export import weights_path
+
+    shipped = weights_path(pipeline.model_path)
+    assert generalist[1]["weights"] == shipped and "optimizer" not in load_checkpoint(shipped)
     frozen = dataclasses.replace(cartpole.train_config(), max_steps=2, eval_every=2, checkpoint_every=2,
-                                 learning_rate=0.0, min_learning_rate=0.0,
-                                 init_from=os.path.join(pipeline.run_dir, CHECKPOINT))
+                                 learning_rate=0.0, min_learning_rate=0.0, init_from=shipped)
     train(cartpole.data_dir, str(tmp_path / "tuned"), target, frozen, show_progress=False)
     tuned = load_checkpoint(str(tmp_path / "tuned" / CHECKPOINT))
     assert tuned["task"]["task"] == "cartpole_swingup"  # a fine-tuned model is the target task's
@@ -320,7 +325,7 @@ evaluation: {{planner: {{planner: random_shooting, samples: 4}}, horizon: 2, see
 """)
     assert fewshot.main(["--config", str(config)]) == 0
     assert len(os.listdir(out / "models")) == 4  # 2 methods x 1 M x 2 draws
-    fine_tuned = load_checkpoint(str(out / "runs" / "generalist_fine_tuned_M1_d1" / CHECKPOINT))
+    fine_tuned = load_checkpoint(str(out / "runs" / f"{fewshot.slug('generalist, fine-tuned')}_M1_d1" / CHECKPOINT))
     assert fine_tuned["step"] == 3 and fine_tuned["model_config"]["observation_slots"] == 17  # the generalist's table
     report = (out / "report.md").read_text()
     rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in report.splitlines()

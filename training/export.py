@@ -31,7 +31,7 @@ from tdm_control.history import History
 from tdm_control.tokenizer import Tokenizer
 from training.dataset import is_generalist, load_dataset, read_metadata
 from training.model import TDM, IncrementalTDM, TDMConfig
-from training.train import load_checkpoint, model_from_checkpoint
+from training.train import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 class ExportError(RuntimeError):
@@ -50,6 +50,9 @@ class ExportConfig:
     """Steps of each greedy rollout."""
     opset: int = 18
     """ONNX opset."""
+    weights: bool = False
+    """Also write the checkpoint without its optimiser state beside the ONNX file (`<model>.pt`), so a
+    user fine-tunes from the shipped file (`train.init_from: models/<model>.pt`) without the run folder."""
 
 
 def input_names(layers: int) -> list[str]:
@@ -155,7 +158,16 @@ def export(checkpoint_path: str, out_path: str, config: ExportConfig = ExportCon
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    if config.weights:
+        weights = weights_path(out_path)
+        save_checkpoint(weights, {k: v for k, v in checkpoint.items() if k != "optimizer"})
+        report["weights"] = weights
     return {"path": out_path, "bytes": os.path.getsize(out_path), **report}
+
+
+def weights_path(onnx_path: str) -> str:
+    """Where `export.weights` writes the fine-tunable checkpoint of an exported model: <model>.pt."""
+    return os.path.splitext(onnx_path)[0] + ".pt"
 
 
 def parity_layouts(checkpoint: dict[str, Any], tokenizer: Tokenizer) -> list[tuple[str | None, Tokenizer]]:
