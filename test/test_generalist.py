@@ -332,7 +332,9 @@ evaluation: {{planner: {{planner: random_shooting, samples: 4}}, horizon: 2, see
             if line.startswith("| ") and line.count("|") == 5}
     assert set(rows) == {"| method | M", "| generalist, fine-tuned | 1", "| TDM from scratch | 1", "| specialist | all"}
     assert rows["| TDM from scratch | 1"].split(" | ")[3].count(",") == 1  # its 2 draws' returns
-    assert (out / "fewshot.png").stat().st_size > 0
+    assert (out / "fewshot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    parsed = fewshot.from_dict(fewshot.FewShotConfig, fewshot.read_yaml(str(config), "few-shot config"))
+    assert fewshot.validation_curve(parsed, "tdm_from_scratch_M1_d0")[-1][0] == 3  # the fine-tuning curve's end
     stamp = os.path.getmtime(out / "models" / "tdm_from_scratch_M1_d0.onnx")
     assert fewshot.main(["--config", str(config)]) == 0
     assert os.path.getmtime(out / "models" / "tdm_from_scratch_M1_d0.onnx") == stamp

@@ -18,6 +18,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -167,6 +168,42 @@ def summary(config: FewShotConfig, results: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (order.index(r["method"]), r["episodes"] or 0))
 
 
+STEP_LINE = re.compile(r"^step (\d+): train [\d.]+\s+val ([\d.]+)")
+
+
+def validation_curve(config: FewShotConfig, name: str) -> list[tuple[int, float]]:
+    """(step, validation loss) of run `name`, from the lines `tdm-train fit` printed to its log. With
+    fewer than 20 episodes nothing is held out: the loss is then on a training episode."""
+    path = os.path.join(config.out, "logs", f"{name}.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [(int(m.group(1)), float(m.group(2))) for m in map(STEP_LINE.match, f) if m]
+
+
+def plot_curves(config: FewShotConfig) -> str:
+    """<out>/curves.png: validation loss against (fine-tuning) steps, one panel per M, draw 0 of each
+    TDM method (paper fig. 6c, in loss rather than return: a return per checkpoint costs an episode)."""
+    from tdm_control.evaluation.plots import pyplot, save
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(config.episodes), figsize=(3.2 * len(config.episodes), 3.2), sharey=True)
+    for ax, m in zip(np.atleast_1d(axes), config.episodes):
+        for r in training_runs(config):
+            if r["episodes"] == m and r["draw"] == config.draws[0] and r["pipeline"]["kind"] == "tdm":
+                curve = validation_curve(config, r["name"])
+                if curve:
+                    ax.plot(*zip(*curve), marker=".", label=r["method"])
+        ax.set_title(f"M = {m}")
+        ax.set_xlabel("steps")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("validation loss (nats per token)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    path = os.path.join(config.out, "curves.png")
+    save(fig, path)
+    return path
+
+
 def report(config: FewShotConfig, rows: list[dict]) -> str:
     from tdm_control.evaluation.plots import pyplot, save
 
@@ -196,7 +233,8 @@ def report(config: FewShotConfig, rows: list[dict]) -> str:
         m = "all" if r["episodes"] is None else str(r["episodes"])
         lines.append(f"| {r['method']} | {m} | {r['mean']:.1f} ± {r['sem']:.1f} | "
                      f"{', '.join(f'{x:.1f}' for x in r['returns'])} |")
-    lines += ["", "![few-shot](fewshot.png)", ""]
+    plot_curves(config)
+    lines += ["", "![few-shot](fewshot.png)", "", "![validation loss against steps](curves.png)", ""]
     text = "\n".join(lines)
     with open(os.path.join(config.out, "report.md"), "w") as f:
         f.write(text)
