@@ -34,7 +34,7 @@ def table(rows: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
     return variants, returns
 
 
-def report(out: str, rows: list[dict]) -> str:
+def report(out: str, rows: list[dict], steps: int) -> str:
     from tdm_control.evaluation.plots import pyplot, save
 
     variants, returns = table(rows)
@@ -42,7 +42,7 @@ def report(out: str, rows: list[dict]) -> str:
     truth = next((lb for lb in labels if lb.startswith("ground truth")), None)
     bc = next((lb for lb in labels if lb.endswith("BC policy")), None)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / max(1, len(labels))
     x = np.arange(len(variants) + 1)
     for i, lb in enumerate(labels):
@@ -50,9 +50,10 @@ def report(out: str, rows: list[dict]) -> str:
         ax.bar(x + i * width, values + [np.nanmean(values)], width, label=lb)
     ax.set_xticks(x + width * (len(labels) - 1) / 2,
                   [v.split("~")[-1] for v in variants] + ["average"], fontsize=8)
-    ax.set_ylabel("return (1000 steps)")
+    ax.set_ylabel(f"return ({steps}-step episode)")
     ax.set_title("zero-shot on held-out cartpole variants")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
     ax.grid(axis="y", alpha=0.3)
     save(fig, os.path.join(out, "zeroshot.png"))
     lines = ["# Zero-shot on held-out variants", "",
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         run_grid(config, show_progress=False)
     write_report(config, show_progress=False)
-    print(report(config.out, summarize(load_results(config))))
+    print(report(config.out, summarize(load_results(config)), config.steps))
     return 0
 
 
