@@ -338,3 +338,17 @@ evaluation: {{planner: {{planner: random_shooting, samples: 4}}, horizon: 2, see
     stamp = os.path.getmtime(out / "models" / "tdm_from_scratch_M1_d0.onnx")
     assert fewshot.main(["--config", str(config)]) == 0
     assert os.path.getmtime(out / "models" / "tdm_from_scratch_M1_d0.onnx") == stamp
+
+
+def test_the_shipped_fine_tuning_config_fits_the_shipped_generalist():
+    """config/training/cartpole_swingup_finetune.yaml starts from models/generalist_tdm.pt: same
+    architecture and slots, same action repeat, weights only (no optimiser state shipped)."""
+    from training.pipeline import load_pipeline
+    from training.train import same_model_config
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    pipeline = load_pipeline(os.path.join(root, "config", "training", "cartpole_swingup_finetune.yaml"))
+    shipped = load_checkpoint(os.path.join(root, pipeline.train_config().init_from))
+    assert same_model_config(shipped["model_config"], pipeline.model_config())
+    assert shipped["action_repeat"] == pipeline.collect_config().action_repeat == 2
+    assert "optimizer" not in shipped and len(shipped["task"]["environments"]) == 22
