@@ -323,9 +323,12 @@ methods:
 reference: {{specialist: {tiny_model[1]}}}
 evaluation: {{planner: {{planner: random_shooting, samples: 4}}, horizon: 2, seeds: [0], steps: 4}}
 """)
+    with pytest.raises(ConfigError, match=r"draws 0 and 1 of M = 1 took the same episodes \[3\]"):
+        fewshot.main(["--config", str(config)])  # 2 draws of 1 of the 6 episodes: seeds 0 and 1 coincide
+    config.write_text(config.read_text().replace("draws: [0, 1]", "draws: [0, 1]\ndraw_seeds: {1: [0, 2]}"))
     assert fewshot.main(["--config", str(config)]) == 0
     assert len(os.listdir(out / "models")) == 4  # 2 methods x 1 M x 2 draws
-    fine_tuned = load_checkpoint(str(out / "runs" / f"{fewshot.slug('generalist, fine-tuned')}_M1_d1" / CHECKPOINT))
+    fine_tuned = load_checkpoint(str(out / "runs" / f"{fewshot.slug('generalist, fine-tuned')}_M1_d2" / CHECKPOINT))
     assert fine_tuned["step"] == 3 and fine_tuned["model_config"]["observation_slots"] == 17  # the generalist's table
     report = (out / "report.md").read_text()
     rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in report.splitlines()

@@ -57,10 +57,15 @@ class FewShotConfig:
     """Label -> Method keys."""
     evaluation: dict
     """{planner: {...}, horizon: N, seeds: [...], steps: control steps, action_repeat: R}."""
+    draw_seeds: dict = dataclasses.field(default_factory=dict)
+    """M -> its own draw seeds, where two of `draws` happen to take the same episodes (checked)."""
     reference: dict = dataclasses.field(default_factory=dict)
     """Label -> model file drawn as a horizontal line (e.g. the specialist trained on all episodes)."""
     workers: int = 2
     """Trainings (and evaluation episodes) run at once, one thread each."""
+
+    def draws_of(self, episodes: int) -> tuple[int, ...]:
+        return tuple(self.draw_seeds.get(episodes, self.draws))
 
     def method_list(self) -> dict[str, Method]:
         methods = {label: from_dict(Method, m, where=f"methods.{label}") for label, m in self.methods.items()}
@@ -82,8 +87,13 @@ def make_draws(config: FewShotConfig) -> None:
     from training.dataset import subset_dataset
 
     for m in config.episodes:
-        for d in config.draws:
-            subset_dataset(config.source, draw_folder(config, m, d), m, d)
+        taken: dict[tuple[int, ...], int] = {}
+        for d in config.draws_of(m):
+            episodes = tuple(subset_dataset(config.source, draw_folder(config, m, d), m, d))
+            check(episodes not in taken, "draw_seeds", f"draws {taken.get(episodes)} and {d} of M = {m} took the same "
+                  f"episodes {list(episodes)}: they would not be independent; give M = {m} other seeds, "
+                  f"e.g. draw_seeds: {{{m}: [{taken.get(episodes)}, {max(config.draws_of(m)) + 1}]}}")
+            taken[episodes] = d
 
 
 def training_runs(config: FewShotConfig) -> list[dict]:
@@ -98,7 +108,7 @@ def training_runs(config: FewShotConfig) -> list[dict]:
             table = load_pipeline(method.pipeline).model_config()
             model.update(observation_slots=table.observation_slots, action_slots=table.action_slots)
         for m in config.episodes:
-            for d in config.draws:
+            for d in config.draws_of(m):
                 name = f"{slug(label)}_M{m}_d{d}"
                 train = {**base.get("train", {}), **method.train, "max_steps": method.steps[m]}
                 train.pop("keep_every", None)
@@ -190,7 +200,7 @@ def plot_curves(config: FewShotConfig) -> str:
     fig, axes = plt.subplots(1, len(config.episodes), figsize=(3.2 * len(config.episodes), 3.2), sharey=True)
     for ax, m in zip(np.atleast_1d(axes), config.episodes):
         for r in training_runs(config):
-            if r["episodes"] == m and r["draw"] == config.draws[0] and r["pipeline"]["kind"] == "tdm":
+            if r["episodes"] == m and r["draw"] == config.draws_of(m)[0] and r["pipeline"]["kind"] == "tdm":
                 curve = validation_curve(config, r["name"])
                 if curve:
                     ax.plot(*zip(*curve), marker=".", label=r["method"])
@@ -227,8 +237,9 @@ def report(config: FewShotConfig, rows: list[dict]) -> str:
     e = config.evaluation
     lines = [f"# Few-shot fine-tuning on {config.target}", "",
              f"Planner: {e['planner']}, horizon {e['horizon']}; {e.get('steps', 1000)}-step episodes, seeds "
-             f"{list(e['seeds'])} per model, draws {list(config.draws)}. Return: mean and 68% interval over "
-             "draws x seeds.", "", "| method | M | return | episodes |", "|---|---|---|---|"]
+             f"{list(e['seeds'])} per model, draws {list(config.draws)} (M = 1: {list(config.draws_of(1))}). "
+             "Return: mean and 68% interval over draws x seeds.", "",
+             "| method | M | return | episodes |", "|---|---|---|---|"]
     for r in rows:
         m = "all" if r["episodes"] is None else str(r["episodes"])
         lines.append(f"| {r['method']} | {m} | {r['mean']:.1f} ± {r['sem']:.1f} | "
