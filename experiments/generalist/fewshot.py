@@ -209,6 +209,7 @@ def plot_curves(config: FewShotConfig) -> str:
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("validation loss (nats per token)")
     np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
     path = os.path.join(config.out, "curves.png")
     save(fig, path)
     return path
@@ -233,6 +234,7 @@ def report(config: FewShotConfig, rows: list[dict]) -> str:
     ax.set_ylabel(f"return on {config.target}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
     save(fig, os.path.join(config.out, "fewshot.png"))
     e = config.evaluation
     lines = [f"# Few-shot fine-tuning on {config.target}", "",
