@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from tdm_control.dynamics import Dynamics, make_dynamics
-from tdm_control.exploration import EXPLORATION_STREAM, Explorer, exploration_config
+from tdm_control.exploration import EXPLORATION_STREAM, MPC, Explorer, exploration_config
 from tdm_control.history import History
 from tdm_control.planning import PlanInfo, Planner, make_objective, make_planner
 from tdm_control.tasks import Task
@@ -88,7 +88,7 @@ class Controller:
         self.history.append(obs, reward, action)
         self._previous_action = action
         self._held_for = 1
-        self.planned = True
+        self.planned = self.explorer is None or self.explorer.behaviour == MPC  # a Brownian segment does not plan
         return action, self.task.action_to_torque(action)
 
 

@@ -289,7 +289,7 @@ def test_per_task_episode_counts_of_a_generalist(tmp_path):
 
 
 def test_the_few_shot_experiment_draws_fine_tunes_evaluates_and_reports(generalist, tiny_pipeline, tiny_model,
-                                                                       tmp_path):
+                                                                       tmp_path, capsys):
     """experiments/generalist/fewshot.py end to end at toy size: M-episode draws, a fine-tuned generalist
     and a from-scratch TDM per (M, draw), each trained by `tdm-train` in its own process and evaluated
     closed-loop; the report has every (method, M) over its draws, and a rerun trains nothing again."""
@@ -338,6 +338,11 @@ evaluation: {{planner: {{planner: random_shooting, samples: 4}}, horizon: 2, see
     assert (out / "fewshot.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
     parsed = fewshot.from_dict(fewshot.FewShotConfig, fewshot.read_yaml(str(config), "few-shot config"))
     assert fewshot.validation_curve(parsed, "tdm_from_scratch_M1_d0")[-1][0] == 3  # the fine-tuning curve's end
+    broken = tmp_path / "broken.yaml"  # a failed training names the problem and its log, no traceback
+    broken.write_text(config.read_text().replace(f"out: {out}", f"out: {tmp_path / 'broken'}")
+                      .replace(os.path.join(g_pipeline.run_dir, CHECKPOINT), str(tmp_path / "missing.pt")))
+    assert fewshot.main(["--config", str(broken)]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
     stamp = os.path.getmtime(out / "models" / "tdm_from_scratch_M1_d0.onnx")
     assert fewshot.main(["--config", str(config)]) == 0
     assert os.path.getmtime(out / "models" / "tdm_from_scratch_M1_d0.onnx") == stamp

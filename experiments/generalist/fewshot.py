@@ -132,10 +132,15 @@ def train_one(run: dict, out: str) -> str:
     os.makedirs(os.path.dirname(log), exist_ok=True)
     tdm_train = os.path.join(os.path.dirname(sys.executable), "tdm-train")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "a") as f:
-        for stage in ("fit", "export"):
-            subprocess.run([tdm_train, stage, "--config", path, "--no-progress"], stdout=f, stderr=subprocess.STDOUT,
-                           env=env, check=True)
+    for stage in ("fit", "export"):
+        with open(log, "a") as f:
+            code = subprocess.run([tdm_train, stage, "--config", path, "--no-progress"], stdout=f,
+                                  stderr=subprocess.STDOUT, env=env).returncode
+        if code != 0:
+            with open(log) as f:
+                last = [line.strip() for line in f if line.strip()][-1:] or ["(no output)"]
+            raise RuntimeError(f"tdm-train {stage} of {run['name']} failed (exit {code}): {last[0]}; the whole "
+                               f"log: {log}. Fix it and run again: finished models are kept")
     return run["pipeline"]["model_path"]
 
 
@@ -266,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     grid = grid_config(config)
     if not args.report:
         make_draws(config)
-        train_all(config)
+        try:
+            train_all(config)
+        except RuntimeError as e:
+            print(f"fewshot: error: {e}", file=sys.stderr)
+            return 2
         run_grid(grid, show_progress=False)
     print(report(config, summary(config, load_results(grid))))
     return 0
