@@ -54,6 +54,11 @@ class Controller:
     def last_plan(self) -> PlanInfo | None:
         return self.planner.last
 
+    @property
+    def exploring(self) -> bool:
+        """Whether the action in play comes from an exploratory walk, not from a plan."""
+        return self.explorer is not None and self.explorer.behaviour != MPC
+
     def act(self, positions: np.ndarray, velocities: np.ndarray,
             obs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Plans one step.

@@ -82,6 +82,12 @@ def test_the_planner_node_explores_when_asked_and_refuses_a_misspelled_key(tasks
     brownian_only = {"weights": [1.0], "mpc_shares": [0.0], "action_noises": [0.0]}
     walk = commands(dataclasses.replace(CONFIG, exploration=brownian_only))
     assert all(a.error is None for a in walk) and all(a.command.tolist() != p for a, p in zip(walk, plain))
+    assert all(np.isnan(a.predicted_return) for a in walk)  # a walk has no predicted return
+    assert all(np.isfinite(a.predicted_return) for a in commands(dataclasses.replace(CONFIG, exploration=mpc_only)))
     assert max(abs(a.command[0]) for a in walk) <= task.action_to_torque(np.ones(1))[0]
+    # the start-up line says whether the node records exploratory data
+    assert "exploration" not in PlannerCore(CONFIG).describe()
+    described = PlannerCore(dataclasses.replace(CONFIG, exploration=brownian_only)).describe()
+    assert "exploration: segments of 25 decisions" in described and "weight 1: MPC share 0, noise 0" in described
     bad = commands(dataclasses.replace(CONFIG, exploration={"segment_step": 10}))
     assert all(a.command.tolist() == [0.0] and "exploration.segment_step: unknown key" in a.error for a in bad)

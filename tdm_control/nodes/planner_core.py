@@ -51,7 +51,8 @@ from tdm_control.planning import OBJECTIVES, Planner, check_plan_memory, make_pl
 from tdm_control.tasks import make_task
 
 PLANNING_INFO_LABEL = "stamp_s,planning_latency_s,predicted_return"
-"""Layout of ~/planning_info: the answered state's stamp (s), planning time (s), the plan's predicted return."""
+"""Layout of ~/planning_info: the answered state's stamp (s), planning time (s), the plan's predicted return
+(NaN while an `exploration` walk, not a plan, is in play)."""
 EXECUTIONS = ("lockstep", "async")
 """How commands are made: one plan per joint state, or plans beside an executor on a timer."""
 RUNTIME_PLANNER_PARAMETERS = ("samples", "horizon", "noise_variance")
@@ -328,7 +329,8 @@ class PlannerCore:
             return answer
         answer.command = self.layout.command(torque)
         answer.latency_s = self.controller.last_latency
-        answer.predicted_return = plan.predicted_return if plan is not None else float("nan")
+        if plan is not None and not self.controller.exploring:  # a walk's action has no predicted return
+            answer.predicted_return = plan.predicted_return
         return answer
 
     def _start_episode(self, keep_stamps: bool = False) -> None:
@@ -387,7 +389,21 @@ class PlannerCore:
         notes = "".join(f" ({note})" for note in (self.dynamics.notes if self.dynamics is not None else ()))
         return (f"task {c.task}, model {c.model}{notes}, planner {c.planner} {dict(c.planner_params)}, "
                 f"objective {c.objective}, seed {c.seed}, execution {c.execution}, model threads {threads}, "
-                f"commands for joints {list(self.layout.joints) if self.layout else list(c.joints)}")
+                f"commands for joints {list(self.layout.joints) if self.layout else list(c.joints)}"
+                f"{self._describe_exploration()}")
+
+    def _describe_exploration(self) -> str:
+        """', exploration: ...' when the node records exploratory data (its data policy); else ''."""
+        try:
+            exploration = exploration_config(self.config.exploration)
+        except ConfigError:
+            return ""  # the load error names it
+        if exploration is None:
+            return ""
+        mixes = "; ".join(f"weight {m.weight:g}: MPC share {m.mpc_share:g}, noise {m.action_noise:g}"
+                          for m in exploration.policy_mixes())
+        return (f", exploration: segments of {exploration.segment_steps} decisions, Brownian variance "
+                f"{exploration.noise_variance:g}, per-episode mixes [{mixes}]")
 
     def close(self) -> None:
         if self.dynamics is not None:
