@@ -14,6 +14,12 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names it and says what is allowed."""
 
 
+def one_line(error: BaseException) -> str:
+    """'Type: message' on one line, for a log line or an error that quotes a library's error (ONNX
+    Runtime's and YAML parsers' messages span several lines)."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
 def _suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

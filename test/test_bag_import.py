@@ -8,6 +8,7 @@ running nodes is in test_bag_record.py.
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,6 +236,9 @@ def test_bad_bags_are_refused_naming_topic_and_stamp(tmp_path, two_episodes):
     short = [episodes[0][:6], episodes[1][:8]]
     refused(write_bag(tmp_path / "short", short), r"too short: its longest episode gives 7 dataset step\(s\) of "
                                                     r"0\.01 s \(2 episode\(s\) found\); at least 10 are needed")
+    one_short = import_bags([write_bag(tmp_path / "one_short", [episodes[0], episodes[1][:6]])],
+                            str(tmp_path / "out-one_short"), config)
+    assert len(one_short["episodes"]) == 1 and one_short["skipped"]["episodes_shorter_than_min_steps"] == 1
     wrong_type = BagWriter(str(tmp_path / "wrong_type"))
     wrong_type.add_topic("/joint_states", m.Float64, SENSOR_DATA)
     wrong_type.add_topic("/effort_controller/commands", m.Float64MultiArray, COMMANDS)
@@ -278,3 +282,32 @@ def test_stats_group_imported_episodes_as_logged(tmp_path, two_episodes):
     stats = summarize_dataset(str(tmp_path / "data"))
     assert [(g["policy"], g["count"]) for g in stats["by_policy"]] == [("logged", 2)]
     assert stats["dataset_steps"] == 58 and stats["action_repeat"] == 1
+
+
+@pytest.mark.parametrize("damage", ["metadata", "truncated", "overwritten", "zeroed"])
+def test_a_damaged_bag_is_refused_in_one_line_and_writes_nothing(tmp_path, two_episodes, capsys, damage):
+    """A storage file cut short (a recorder killed mid-write), bytes overwritten on disk or a garbage
+    metadata.yaml: `import-bag` says which bag and where it broke, never a traceback, and writes nothing."""
+    from training.cli import main
+
+    _, _, episodes = two_episodes
+    bag = write_bag(tmp_path / "bag", episodes)
+    storage = next(p for p in Path(bag).iterdir() if p.name != "metadata.yaml")
+    data = storage.read_bytes()
+    if damage == "metadata":
+        (Path(bag) / "metadata.yaml").write_text("rosbag2_bagfile_information: [not, a, mapping\n")
+    elif damage == "truncated":
+        storage.write_bytes(data[: len(data) // 2])
+    elif damage == "overwritten":  # a message's bytes
+        middle = len(data) // 2
+        storage.write_bytes(data[:middle] + bytes(range(256)) * 4 + data[middle + 1024:])
+    else:  # a record's header: the reader fails between messages
+        storage.write_bytes(data[:len(data) // 3] + b"\xff" * 4096 + data[len(data) // 3 + 4096:])
+    out = tmp_path / "data"
+    assert main(["import-bag", "--task", TASK, "--out", str(out), bag]) == 2
+    err = capsys.readouterr().err
+    expected = {"metadata": "cannot be read as a rosbag2", "truncated": "cannot be read as a rosbag2",
+                "overwritten": "at log time", "zeroed": "the bag is damaged"}[damage]
+    assert err.startswith(f"tdm-train: error: {bag}") and err.count("\n") == 1 and "Traceback" not in err
+    assert expected in err and "mcap recover" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from tdm_control import topics
-from tdm_control.config import check
+from tdm_control.config import check, one_line
 from tdm_control.files import write_json
 from tdm_control.nodes.joints import BadInput, CommandLayout, JointStateReader
 from tdm_control.tasks import Task, make_task
@@ -57,6 +57,11 @@ STAMP_TOLERANCE_NS = 1000
 TYPES = {"joint_states": "sensor_msgs/msg/JointState", "commands": "std_msgs/msg/Float64MultiArray",
          "reward": "std_msgs/msg/Float64", "episode": "std_msgs/msg/Int32", "clock": "rosgraph_msgs/msg/Clock"}
 """The message type each topic role must have."""
+
+
+REPAIR = ("leave this bag out, or salvage what it holds (`mcap recover` for an MCAP file cut short, "
+          "`ros2 bag reindex` for a lost metadata.yaml) and import the copy")
+"""What to do about a damaged bag."""
 
 
 class ImportBagError(TrainingError):
@@ -146,7 +151,7 @@ def _open(path: str):
     try:
         reader.open()
     except Exception as e:  # noqa: BLE001 - rosbags' errors say what is wrong with the file
-        raise ImportBagError(f"{path}: cannot be read as a rosbag2 ({type(e).__name__}: {e})") from e
+        raise ImportBagError(f"{path}: cannot be read as a rosbag2 ({one_line(e)}); {REPAIR}") from None
     return reader
 
 
@@ -174,8 +179,23 @@ def read_messages(path: str, config: ImportConfig) -> Iterator[tuple[str, int, A
             topic = config.topics()[role]
             if counts[topic] == 0:
                 raise ImportBagError(f"{path}: topic {topic} has no messages")
-        for connection, log_ns, raw in reader.messages(connections=connections):
-            yield roles[connection.topic], log_ns, reader.deserialize(raw, connection.msgtype)
+        messages = reader.messages(connections=connections)
+        last_ns = None  # log time of the last message read whole
+        while True:
+            try:
+                connection, log_ns, raw = next(messages)
+            except StopIteration:
+                break
+            except Exception as e:  # noqa: BLE001 - a damaged storage file: say where it broke
+                after = "before its first message" if last_ns is None else f"after log time {seconds(last_ns)}"
+                raise ImportBagError(f"{path}: the bag is damaged {after} ({one_line(e)}); {REPAIR}") from None
+            try:
+                message = reader.deserialize(raw, connection.msgtype)
+            except Exception as e:  # noqa: BLE001 - bytes that are not the message its topic holds
+                raise ImportBagError(f"{path}: a message on {connection.topic} at log time {seconds(log_ns)} "
+                                     f"is not a valid {connection.msgtype} ({one_line(e)}); {REPAIR}") from None
+            last_ns = log_ns
+            yield roles[connection.topic], log_ns, message
     finally:
         reader.close()
 
@@ -365,7 +385,9 @@ def import_bags(paths: Sequence[str], out: str, config: ImportConfig) -> dict[st
             arrays = resample(segment, task, config, path)
             steps = 0 if arrays is None else len(arrays["actions"])
             longest = max(longest, steps)
-            if steps < config.min_steps:
+            if steps < config.min_steps:  # counted, so the summary says what was left out
+                key = "episodes_shorter_than_min_steps"
+                skipped_total[key] = skipped_total.get(key, 0) + 1
                 continue
             index = len(episodes)
             episodes.append(Episode(arrays["observations"], arrays["rewards"], arrays["actions"],

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tdm_control import topics
-from tdm_control.config import ConfigError, check
+from tdm_control.config import ConfigError, check, one_line
 from tdm_control.controller import Controller, build_controller
 from tdm_control.dynamics import make_dynamics
 from tdm_control.exploration import exploration_config
@@ -146,11 +146,6 @@ class Answer:
     kind: str = ""
     """The class of `error` (for log throttling): 'bad configuration', 'bad joint state', 'implausible
     joint state', 'bad observation', 'planning failed', 'impossible prediction'."""
-
-
-def one_line(error: BaseException) -> str:
-    """'Type: message' on one line (ONNX Runtime's messages span several)."""
-    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def retuned_planner(planner: Planner, config: PlannerNodeConfig, action_size: int) -> Planner:
