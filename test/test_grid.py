@@ -162,6 +162,7 @@ def test_an_experiment_over_several_tasks_runs_and_reports_each(tmp_path, capsys
     assert results[0]["return"] != results[1]["return"]  # other masses, lengths and gear: other episodes
     report = (out / "report.md").read_text()
     assert "gt on cartpole_swingup~v10000" in report and "gt on cartpole_swingup~v10001" in report
+    assert report.startswith("# Evaluation grid: 2 tasks (cartpole_swingup~v10000, cartpole_swingup~v10001)")
     spec.write_text(spec.read_text().replace("~v10001", "~vX"))
     with pytest.raises(ConfigError, match="vX"):
         load_grid(str(spec))

@@ -37,9 +37,15 @@ def _varying(rows: list[dict[str, Any]]) -> str | None:
     return best[0] if len(lines) < len(rows) else None
 
 
+def tasks_of(rows: list[dict[str, Any]], config: GridConfig) -> str:
+    """The task the rows ran on, or the tasks when an experiment's `tasks:` named several."""
+    names = list(dict.fromkeys(r.get("task", config.task) for r in rows)) or [config.task]
+    return names[0] if len(names) == 1 else f"{len(names)} tasks ({', '.join(names)})"
+
+
 def markdown(rows: list[dict[str, Any]], config: GridConfig, traced: frozenset[str] = frozenset()) -> str:
     """The report: one table per experiment, its plot, and its reward traces when `traced` names it."""
-    lines = [f"# Evaluation grid: {config.task}", "",
+    lines = [f"# Evaluation grid: {tasks_of(rows, config)}", "",
              f"{config.steps}-step episodes, seeds {list(config.seeds)}; mean return with a 68% interval "
              f"(± one standard error over episodes); planning latency is the median time of one plan.", ""]
     for name in dict.fromkeys(r["experiment"] for r in rows):
@@ -192,10 +198,12 @@ def write_report(config: GridConfig, show_progress: bool = True) -> list[str]:
     os.makedirs(config.out, exist_ok=True)
     for name in dict.fromkeys(r["experiment"] for r in rows):
         path = os.path.join(config.out, plot_filename(name))
-        plot_experiment([r for r in rows if r["experiment"] == name], f"{config.task}: {name}", path)
+        members = [r for r in results if r["experiment"] == name]
+        title = f"{tasks_of(members, config)}: {name}"
+        plot_experiment([r for r in rows if r["experiment"] == name], title, path)
         written.append(path)
         path = os.path.join(config.out, rewards_filename(name))
-        if plot_reward_traces([r for r in results if r["experiment"] == name], f"{config.task}: {name}", path):
+        if plot_reward_traces(members, title, path):
             written.append(path)
             traced.add(name)
     errors = prediction_error_results(config, show_progress)
