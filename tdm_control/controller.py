@@ -93,7 +93,7 @@ class Controller:
         self.history.append(obs, reward, action)
         self._previous_action = action
         self._held_for = 1
-        self.planned = self.explorer is None or self.explorer.behaviour == MPC  # a Brownian segment does not plan
+        self.planned = not self.exploring  # a Brownian segment does not plan
         return action, self.task.action_to_torque(action)
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -375,19 +376,17 @@ def import_bags(paths: Sequence[str], out: str, config: ImportConfig) -> dict[st
     CommandLayout(task, config.joints)  # a bad joints list fails before any reading
     episodes: list[Episode] = []
     bags, described = [], []
-    skipped_total: dict[str, int] = {}
+    skipped_total: Counter[str] = Counter()
     for b, path in enumerate(paths):
         segments, skipped = read_segments(path, task, config)
-        for key, value in skipped.items():
-            skipped_total[key] = skipped_total.get(key, 0) + value
+        skipped_total.update(skipped)
         kept, longest = 0, 0
         for segment in segments:
             arrays = resample(segment, task, config, path)
             steps = 0 if arrays is None else len(arrays["actions"])
             longest = max(longest, steps)
             if steps < config.min_steps:  # counted, so the summary says what was left out
-                key = "episodes_shorter_than_min_steps"
-                skipped_total[key] = skipped_total.get(key, 0) + 1
+                skipped_total["episodes_shorter_than_min_steps"] += 1
                 continue
             index = len(episodes)
             episodes.append(Episode(arrays["observations"], arrays["rewards"], arrays["actions"],
@@ -405,7 +404,7 @@ def import_bags(paths: Sequence[str], out: str, config: ImportConfig) -> dict[st
         bags.append({"path": os.path.abspath(path), "sha256": bag_digest(path), "episodes": kept})
     section = {"bags": bags, "topics": config.topics(), "joints": list(CommandLayout(task, config.joints).joints),
                "max_gap_s": config.max_gap or 2.5 * task.control_timestep, "min_steps": config.min_steps,
-               "episodes": described, "skipped": skipped_total}
+               "episodes": described, "skipped": dict(skipped_total)}
     meta = {"format": FORMAT, "version": VERSION, "task": task.describe(),
             "collect": {"task": task.name, "action_repeat": config.action_repeat, "source": "import-bag"},
             "policies": {str(k): v for k, v in POLICIES.items()}, "import": section}
